@@ -1,0 +1,77 @@
+# virtops.migration: set-up, the lab, the demo and every test.
+# `make demo` and `make test` each do all set-up on a fresh Debian 12 machine as root.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+LABCTL := lab/labctl
+INVENTORY := inventories/lab/hosts.yml
+# Control-node packages from Debian: the lab (debootstrap, nspawn, iproute2/tc, QEMU
+# for the accelerator probe), the guest image (busybox, gcc for its workload) and
+# the virtual environment (libvirt-python compiles against libvirt-dev).
+DEB_PACKAGES := debootstrap systemd-container iproute2 openssh-client busybox-static \
+	qemu-system-x86 qemu-utils iperf3 gcc libc6-dev pkg-config libvirt-dev \
+	python3 python3-dev python3-venv git rsync
+
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.tmp/collections
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help setup packages venv collection lab-up lab-down lab-status demo test unit sanity lint integration
+
+help:
+	@echo "make demo        set up, bring the lab up and run the collection's main job on it"
+	@echo "make test        set up and run every test (unit, sanity, lint, lab integration, molecule)"
+	@echo "make lab-up | lab-down | lab-status"
+
+setup: packages venv collection
+
+# Installs only what is missing, so a second run asks apt nothing.
+packages:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -q; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/control-node.txt | packages
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/control-node.txt
+	touch $@
+
+# Ansible finds the collection as virtops.migration through a link to this checkout.
+collection:
+	@mkdir -p .tmp/collections/ansible_collections/virtops
+	@ln -sfn $(CURDIR) .tmp/collections/ansible_collections/virtops/migration
+
+lab-up: setup
+	$(LABCTL) up
+
+lab-down:
+	$(LABCTL) down
+
+lab-status:
+	$(LABCTL) status
+
+demo: setup
+	lab/demo
+
+test: setup
+	tests/run-all
+
+unit: setup
+	tests/run-all unit
+
+sanity: setup
+	tests/run-all sanity
+
+lint: setup
+	tests/run-all lint
+
+integration: setup
+	tests/run-all integration

@@ -1,0 +1,112 @@
+"""Shared helpers for tests that run on the lab.
+
+They reach hosts the way an operator would (SSH with the lab's key, virsh on
+the host), independently of the code under test.
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LABCTL = os.path.join(REPO, "lab", "labctl")
+INVENTORY = os.path.join(REPO, "inventories", "lab", "hosts.yml")
+STATE_DIR = "/var/lib/virtops-lab"
+SSH_KEY = os.path.join(STATE_DIR, "ssh", "id_ed25519")
+KNOWN_HOSTS = os.path.join(STATE_DIR, "ssh", "known_hosts")
+ADDRESSES = {"hv1": "198.18.0.11", "hv2": "198.18.0.12", "hv3": "198.18.0.13", "storage": "198.18.0.20"}
+HYPERVISORS = ("hv1", "hv2", "hv3")
+
+
+def labctl(*args, check=True, env=None, timeout=600):
+    result = subprocess.run([LABCTL] + [str(a) for a in args], capture_output=True, text=True, env=env,
+                            timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError("labctl %s failed (%d): %s%s" % (" ".join(map(str, args)), result.returncode,
+                                                              result.stdout, result.stderr))
+    return result
+
+
+def ssh(host, command, check=True, timeout=120):
+    """Run a shell command on a lab host over SSH, as root, checking its host key."""
+    argv = ["ssh", "-i", SSH_KEY, "-o", "UserKnownHostsFile=" + KNOWN_HOSTS, "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
+            "root@" + ADDRESSES[host], command]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError("on %s, %r failed (%d): %s%s" % (host, command, result.returncode, result.stdout,
+                                                              result.stderr))
+    return result
+
+
+def domains(host):
+    """{name: {"state": ..., "persistent": bool}} as the host's own virsh reports them."""
+    found = {}
+    listing = ssh(host, "virsh -q list --all --name; echo ---; virsh -q list --all --persistent --name").stdout
+    everything, persistent = listing.split("---")
+    running = set(ssh(host, "virsh -q list --state-running --name").stdout.split())
+    for name in everything.split():
+        found[name] = {"state": "running" if name in running else "other", "persistent": name in persistent.split()}
+    return found
+
+
+def where(name, hosts=HYPERVISORS):
+    """Hosts on which a domain runs, and hosts on which it is persistent."""
+    running, persistent = [], []
+    for host in hosts:
+        info = domains(host).get(name)
+        if info and info["state"] == "running":
+            running.append(host)
+        if info and info["persistent"]:
+            persistent.append(host)
+    return running, persistent
+
+
+def lab_status():
+    return json.loads(labctl("status", "--json", check=False).stdout)
+
+
+def wait_for(predicate, timeout, what, interval=0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def lab_leftovers():
+    """Everything of the lab still on the machine, looked up without the lab's own code."""
+    found = []
+    found += ["netns " + line.split()[0] for line in subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.splitlines()
+        if line.startswith("vo-")]
+    found += ["link " + name for name in re.findall(r"^\d+: (vo-[^:@]+)", subprocess.run(
+        ["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout, re.M)]
+    with open("/proc/self/mountinfo") as handle:
+        found += ["mount " + line.split()[4] for line in handle if line.split()[4].startswith(STATE_DIR)]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                argv = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "systemd-nspawn" in argv and "virtops-lab" in argv:
+            found.append("process %s: %s" % (pid, argv[:120]))
+    if os.path.exists(STATE_DIR):
+        found.append("directory " + STATE_DIR)
+    return found
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """The running lab (brought up when it is not)."""
+    if not lab_status()["up"]:
+        labctl("up")
+    return lab_status()
