@@ -1,0 +1,108 @@
+"""The lab's pure parts: the guest's initramfs archive, domain XML, NBD ports."""
+
+import gzip
+import os
+import stat
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "lab"))
+
+from virtops_lab import config, guests, images  # noqa: E402
+from virtops_lab.util import LabError  # noqa: E402
+
+
+def read_newc(data):
+    """A minimal reader of the kernel's newc cpio format, independent of the writer."""
+    entries = {}
+    offset = 0
+    while True:
+        header = data[offset:offset + 110]
+        assert header[:6] == b"070701"
+        fields = [int(header[6 + 8 * i:14 + 8 * i], 16) for i in range(13)]
+        mode, filesize, namesize = fields[1], fields[6], fields[11]
+        name_start = offset + 110
+        name = data[name_start:name_start + namesize - 1].decode()
+        body = name_start + namesize + (-(110 + namesize) % 4)
+        if name == "TRAILER!!!":
+            return entries
+        entries[name] = (mode, data[body:body + filesize])
+        offset = body + filesize + (-filesize % 4)
+
+
+def test_newc_archive_holds_files_with_modes_and_their_directories():
+    archive = images._newc_archive({"init": (b"#!/bin/sh\n", 0o755), "lib/modules/a.ko": (b"x" * 5, 0o644)})
+    entries = read_newc(archive)
+    assert entries["init"] == (stat.S_IFREG | 0o755, b"#!/bin/sh\n")
+    assert entries["lib/modules/a.ko"] == (stat.S_IFREG | 0o644, b"xxxxx")
+    assert stat.S_ISDIR(entries["lib"][0]) and stat.S_ISDIR(entries["lib/modules"][0])
+    for name in ("dev", "proc", "sys"):
+        assert stat.S_ISDIR(entries[name][0])
+    # gzip of it is what the kernel unpacks; it must be reproducible.
+    assert gzip.compress(archive, mtime=0) == gzip.compress(images._newc_archive(
+        {"init": (b"#!/bin/sh\n", 0o755), "lib/modules/a.ko": (b"x" * 5, 0o644)}), mtime=0)
+
+
+def parse(xml):
+    return ET.fromstring(xml)
+
+
+def test_linux_guest_carries_its_workload_on_the_kernel_command_line():
+    dom = parse(guests.domain_xml("g1", "qemu", memory_mib=512, dirty_mib=128, dirty_rate=40))
+    assert dom.get("type") == "qemu"
+    assert dom.findtext("memory") == "512" and dom.find("memory").get("unit") == "MiB"
+    cmdline = dom.findtext("os/cmdline")
+    assert "virtops.dirty_mib=128" in cmdline and "virtops.dirty_rate=40" in cmdline
+    assert dom.findtext("os/kernel") == config.GUEST_MOUNT + "/vmlinuz"
+    assert dom.find("devices/disk") is None
+    assert dom.find("devices/serial/source").get("path") == guests.serial_log("g1")
+
+
+def test_shared_disk_is_an_nbd_export_of_the_storage_host_and_local_disk_a_qcow2():
+    shared = parse(guests.domain_xml("g2", "qemu", disk="shared", nbd_port=10810))
+    source = shared.find("devices/disk/source")
+    assert shared.find("devices/disk").get("type") == "network"
+    assert source.get("protocol") == "nbd" and source.get("name") == "g2"
+    assert source.find("host").get("name") == config.host(config.STORAGE_HOST).mgmt_address
+    assert source.find("host").get("port") == "10810"
+    local = parse(guests.domain_xml("g3", "qemu", disk="local"))
+    assert local.find("devices/disk/source").get("file") == "/var/lib/libvirt/images/g3.qcow2"
+
+
+def test_firmware_guest_uses_kvm_when_available_with_arch_capabilities_off():
+    dom = parse(guests.domain_xml("fw", "kvm", kind="firmware", memory_mib=64))
+    assert dom.get("type") == "kvm"
+    assert dom.find("os/kernel") is None
+    assert dom.find("cpu").get("mode") == "host-passthrough"
+    assert dom.find("cpu/feature").get("name") == "arch-capabilities"
+
+
+def test_labels_go_to_the_lab_metadata_escaped():
+    dom = parse(guests.domain_xml("g4", "qemu", labels={"anti_affinity": "db<1>"}))
+    label = dom.find("metadata/{urn:virtops:lab}guest/label")
+    assert label.get("name") == "anti_affinity" and label.text == "db<1>"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"name": "bad name"}, "invalid guest name"),
+    ({"name": "x;rm"}, "invalid guest name"),
+    ({"kind": "windows"}, "unknown guest kind"),
+    ({"disk": "nfs"}, "unknown disk"),
+    ({"memory_mib": 32}, "at least 64"),
+    ({"dirty_rate": -1}, "not negative"),
+    ({"memory_mib": 256, "dirty_mib": 240}, "cannot keep 240 MiB dirty"),
+])
+def test_bad_guest_definitions_are_refused(kwargs, message):
+    args = {"name": "g"}
+    args.update(kwargs)
+    with pytest.raises(LabError, match=message):
+        guests.domain_xml(args.pop("name"), "qemu", **args)
+
+
+def test_nbd_ports_are_allocated_from_the_first_free_one():
+    assert guests.next_nbd_port([]) == config.NBD_FIRST_PORT
+    confs = [guests.nbd_conf("a", 10809, "/srv/images/a.img"), guests.nbd_conf("b", 10811, "/srv/images/b.img")]
+    assert guests.next_nbd_port(confs) == 10810
+    assert guests.conf_port(confs[1]) == 10811
