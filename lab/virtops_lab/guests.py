@@ -17,6 +17,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 DISKS = ("none", "local", "shared")
 KINDS = ("linux", "firmware")
 LOCAL_IMAGES = "/var/lib/libvirt/images"
+POLICY_NS = "urn:virtops:migration:1"
 
 
 def check_name(name):
@@ -63,8 +64,12 @@ def domain_xml(name, accel, kind="linux", memory_mib=256, vcpus=1, disk="none", 
                     "<target dev='vda' bus='virtio'/></disk>" % (name, storage.mgmt_address, nbd_port))
     metadata = ""
     if labels:
-        items = "".join("<label name='%s'>%s</label>" % (escape(k), escape(str(v))) for k, v in sorted(labels.items()))
-        metadata = "<metadata><lab:guest xmlns:lab='urn:virtops:lab'>%s</lab:guest></metadata>" % items
+        # The collection's own metadata namespace, where operators keep migration policy.
+        for key in labels:
+            if not re.match(r"^[a-z_]+$", key):
+                raise LabError("invalid label name %r" % key)
+        items = "".join("<vo:%s>%s</vo:%s>" % (k, escape(str(v)), k) for k, v in sorted(labels.items()))
+        metadata = "<metadata><vo:policy xmlns:vo='%s'>%s</vo:policy></metadata>" % (POLICY_NS, items)
     return """<domain type='{dtype}'>
   <name>{name}</name>
   {metadata}

@@ -66,6 +66,38 @@ def where(name, hosts=HYPERVISORS):
     return running, persistent
 
 
+def ansible_env():
+    """The environment in which Ansible finds the checkout as virtops.migration and prints JSON."""
+    link = os.path.join(REPO, ".tmp", "collections", "ansible_collections", "virtops", "migration")
+    if os.path.realpath(link) != os.path.realpath(REPO):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if os.path.islink(link):
+            os.unlink(link)
+        os.symlink(REPO, link)
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".tmp", "collections"),
+        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+    )
+    return env
+
+
+def run_module(host, module, args=None, check=False, diff=False, timeout=600):
+    """Run a module on a lab host as `ansible HOST -m MODULE` does; return its result dict."""
+    argv = [os.path.join(REPO, ".venv", "bin", "ansible"), "-i", INVENTORY, host, "-m", module]
+    argv += ["-a", json.dumps(args)] if args else []
+    argv += ["--check"] if check else []
+    argv += ["--diff"] if diff else []
+    proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), timeout=timeout, check=False)
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("ansible printed no JSON (rc %d): %s%s" % (proc.returncode, proc.stdout, proc.stderr))
+    return report["plays"][0]["tasks"][0]["hosts"][host]
+
+
 def lab_status():
     return json.loads(labctl("status", "--json", check=False).stdout)
 

@@ -79,10 +79,12 @@ def test_firmware_guest_uses_kvm_when_available_with_arch_capabilities_off():
     assert dom.find("cpu/feature").get("name") == "arch-capabilities"
 
 
-def test_labels_go_to_the_lab_metadata_escaped():
+def test_labels_go_to_the_collections_metadata_namespace_escaped():
     dom = parse(guests.domain_xml("g4", "qemu", labels={"anti_affinity": "db<1>"}))
-    label = dom.find("metadata/{urn:virtops:lab}guest/label")
-    assert label.get("name") == "anti_affinity" and label.text == "db<1>"
+    label = dom.find("metadata/{urn:virtops:migration:1}policy/{urn:virtops:migration:1}anti_affinity")
+    assert label.text == "db<1>"
+    with pytest.raises(LabError, match="invalid label name"):
+        guests.domain_xml("g5", "qemu", labels={"x><y": "1"})
 
 
 @pytest.mark.parametrize("kwargs, message", [

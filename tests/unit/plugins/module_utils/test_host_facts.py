@@ -1,0 +1,116 @@
+"""host_info's parsing: capabilities, host-model CPU, labels, blockers, qemu.conf, certificates."""
+
+import datetime
+import ipaddress
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from ansible_collections.virtops.migration.plugins.module_utils import _host_facts as facts
+
+CAPABILITIES = """<capabilities>
+  <host><uuid>0b8c5e4e-1111-2222-3333-444455556666</uuid>
+    <cpu><arch>x86_64</arch><model>EPYC-Rome</model><vendor>AMD</vendor>
+      <feature name='x2apic'/><feature name='svm'/></cpu></host>
+  <guest><os_type>hvm</os_type>
+    <arch name='x86_64'><emulator>/usr/bin/qemu-system-x86_64</emulator>
+      <machine canonical='pc-i440fx-7.2' maxCpus='255'>pc</machine>
+      <machine maxCpus='288'>pc-q35-7.2</machine>
+      <domain type='qemu'/>
+      <domain type='kvm'/>
+    </arch></guest>
+  <guest><os_type>xen</os_type><arch name='x86_64'><domain type='xen'/></arch></guest>
+</capabilities>"""
+
+
+def test_capabilities_give_cpu_machines_and_accelerators():
+    caps = facts.parse_capabilities(CAPABILITIES)
+    assert caps["model"] == "EPYC-Rome" and caps["vendor"] == "AMD" and caps["features"] == ["svm", "x2apic"]
+    assert caps["host_uuid"] == "0b8c5e4e-1111-2222-3333-444455556666"
+    x86 = caps["guests"]["x86_64"]
+    assert x86["machines"] == ["pc", "pc-i440fx-7.2", "pc-q35-7.2"]
+    assert x86["domain_types"] == ["kvm", "qemu"]
+
+
+def test_host_model_cpu_from_domain_capabilities():
+    text = """<domainCapabilities><cpu>
+      <mode name='host-model' supported='yes'><model fallback='forbid'>EPYC-Rome</model>
+        <feature policy='require' name='x2apic'/><feature policy='disable' name='arch-capabilities'/></mode>
+    </cpu></domainCapabilities>"""
+    assert facts.parse_host_model(text) == {"model": "EPYC-Rome", "features": ["-arch-capabilities", "x2apic"]}
+    assert facts.parse_host_model("<domainCapabilities><cpu><mode name='host-model' supported='no'/></cpu>"
+                                  "</domainCapabilities>") is None
+
+
+def test_policy_from_metadata_and_inventory_labels_win():
+    metadata = ("<vo:policy xmlns:vo='urn:virtops:migration:1'><vo:anti_affinity>db</vo:anti_affinity>"
+                "<vo:do_not_migrate>skip</vo:do_not_migrate></vo:policy>")
+    labels = facts.parse_policy(metadata)
+    assert labels == {"anti_affinity": "db", "do_not_migrate": "skip"}
+    merged, problems = facts.merge_labels(labels, {"do_not_migrate": "cold", "anti_affinity": None})
+    assert merged == {"anti_affinity": "db", "do_not_migrate": "cold"} and problems == []
+    _, problems = facts.merge_labels(labels, {"do_not_migrate": "delete"})
+    assert "unknown do_not_migrate policy 'delete'" in problems[0]
+    assert facts.parse_policy(None) == {"anti_affinity": None, "do_not_migrate": None}
+
+
+def test_devices_that_block_live_migration():
+    xml = """<domain><devices>
+      <hostdev mode='subsystem' type='pci'/>
+      <filesystem type='mount' accessmode='passthrough'><driver type='virtiofs'/></filesystem>
+      <serial type='pty'/>
+    </devices></domain>"""
+    assert facts.migration_blockers(xml) == [
+        "host device passthrough (hostdev)", "passthrough filesystem", "virtiofs filesystem"]
+    assert facts.migration_blockers("<domain><devices><serial type='file'/></devices></domain>") == []
+
+
+def test_qemu_conf_migration_settings_ignore_comments():
+    text = """# migration_address = "0.0.0.0"
+migration_address = "198.18.1.11"
+migrate_tls_force = 1
+migration_port_min = 49152
+cgroup_controllers = [ ]
+"""
+    assert facts.parse_qemu_conf(text) == {
+        "migration_address": "198.18.1.11", "migrate_tls_force": "1", "migration_port_min": "49152"}
+
+
+def make_certificate(names, addresses, not_before, not_after):
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    san = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+            .serial_number(7).not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.SubjectAlternativeName(san), critical=False).sign(key, hashes.SHA256()))
+    return cert.public_bytes(Encoding.PEM)
+
+
+def test_certificate_names_addresses_and_expiry():
+    now = datetime.datetime(2026, 11, 25, tzinfo=datetime.timezone.utc)
+    pem = make_certificate(["hv1", "hv1.lab.test"], ["198.18.1.11"], now - datetime.timedelta(days=1),
+                           now + datetime.timedelta(days=10))
+    found = facts.certificate_facts(pem, now=now)
+    assert found["dns_names"] == ["hv1", "hv1.lab.test"] and found["ip_addresses"] == ["198.18.1.11"]
+    assert found["subject_cn"] == "hv1" and found["issuer"] == "CN=test CA"
+    assert found["days_left"] == 10.0 and found["valid_now"] is True
+    expired = facts.certificate_facts(pem, now=now + datetime.timedelta(days=11))
+    assert expired["valid_now"] is False and expired["days_left"] < 0
+
+
+def test_certificates_that_are_missing_or_unreadable_say_so(tmp_path):
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    found = facts.read_certificates({"ca": str(tmp_path / "missing.pem"), "libvirt_server": str(garbage)})
+    assert found["ca"] == {"path": str(tmp_path / "missing.pem"), "present": False}
+    assert found["libvirt_server"]["present"] and "cannot read" in found["libvirt_server"]["error"]
+
+
+@pytest.mark.parametrize("number, text", [(9000000, "9.0.0"), (7002001, "7.2.1"), (10010012, "10.10.12")])
+def test_versions_as_libvirt_encodes_them(number, text):
+    assert facts._version(number) == text
