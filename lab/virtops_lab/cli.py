@@ -9,7 +9,7 @@ import sys
 import time
 
 from . import config, guests, hosts, images, network
-from .util import LabError, log, pid_alive, run, wait_until, write_file
+from .util import LabError, log, pid_alive, wait_until, write_file
 
 REQUIRED_COMMANDS = ("debootstrap", "systemd-nspawn", "ip", "tc", "nsenter", "ssh", "ssh-keygen", "gcc",
                      "apt-get", "dpkg-deb", "qemu-system-x86_64")

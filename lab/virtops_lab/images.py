@@ -161,6 +161,8 @@ def guest_image():
         "etc/acpi/PWRF/00000080": (sources["power-button"], 0o755),
         "lib/modules/button.ko": (_read(modules["button.ko"]), 0o644),
         "lib/modules/evdev.ko": (_read(modules["evdev.ko"]), 0o644),
+        # The kernel runs /init with its #!/bin/sh: busybox is that shell.
+        "bin/sh": ("busybox", "symlink"),
     }
     with open(os.path.join(building, "initrd.img"), "wb") as handle:
         handle.write(gzip.compress(_newc_archive(files), mtime=0))
@@ -204,7 +206,10 @@ def _download_and_unpack(package, target):
 
 
 def _newc_archive(files):
-    """A cpio archive in the kernel's 'newc' format holding files and their parent dirs."""
+    """A cpio archive in the kernel's 'newc' format holding files and their parent dirs.
+
+    ``files`` maps a path to (content, mode), or to (target, "symlink") for a symbolic link.
+    """
     entries = []
     dirs = set()
     for name in files:
@@ -217,7 +222,10 @@ def _newc_archive(files):
         entries.append((name, stat.S_IFDIR | 0o755, b""))
     for name in sorted(files):
         data, mode = files[name]
-        entries.append((name, stat.S_IFREG | mode, data))
+        if mode == "symlink":
+            entries.append((name, stat.S_IFLNK | 0o777, data.encode()))
+        else:
+            entries.append((name, stat.S_IFREG | mode, data))
     out = io.BytesIO()
     for ino, (name, mode, data) in enumerate(entries + [("TRAILER!!!", 0, b"")], start=1):
         encoded = name.encode() + b"\0"

@@ -332,4 +332,3 @@ def run_host_info(module):
 
 def _version(number):
     return "%d.%d.%d" % (number // 1000000, (number // 1000) % 1000, number % 1000)
-

@@ -22,7 +22,7 @@ description:
     C(anti_affinity) and C(do_not_migrate)) and from O(labels), which wins.
   - The result is the per-host input of M(virtops.migration.evacuation_plan).
 author:
-  - virtops.migration contributors
+  - virtops.migration contributors (!UNKNOWN)
 extends_documentation_fragment:
   - virtops.migration.connection
   - virtops.migration.attributes
@@ -35,6 +35,11 @@ attributes:
     support: none
   idempotent:
     support: full
+  action_group:
+    description: Use C(group/virtops.migration.migration) in C(module_defaults) to set the connection options once.
+    support: full
+    membership:
+      - virtops.migration.migration
 options:
   reserved_memory_mib:
     description:
@@ -52,14 +57,11 @@ options:
     default: {}
   certificates:
     description:
-      - Paths of the certificates to inspect, by role. The defaults are libvirt's and QEMU's standard paths.
+      - Paths of the certificates to inspect, by role.
+      - When not set, libvirt's and QEMU's standard paths - C(ca) is C(/etc/pki/CA/cacert.pem), C(libvirt_server)
+        C(/etc/pki/libvirt/servercert.pem), C(libvirt_client) C(/etc/pki/libvirt/clientcert.pem), C(qemu_server)
+        C(/etc/pki/qemu/server-cert.pem) and C(qemu_client) C(/etc/pki/qemu/client-cert.pem).
     type: dict
-    default:
-      ca: /etc/pki/CA/cacert.pem
-      libvirt_server: /etc/pki/libvirt/servercert.pem
-      libvirt_client: /etc/pki/libvirt/clientcert.pem
-      qemu_server: /etc/pki/qemu/server-cert.pem
-      qemu_client: /etc/pki/qemu/client-cert.pem
 requirements:
   - Python C(cryptography) on the host to inspect certificates (without it, each certificate reports an error).
 seealso:

@@ -51,8 +51,8 @@ def test_every_host_answers_ssh_as_itself_with_its_own_libvirt():
         assert system_state == "running", "%s: systemd reports %s" % (host, system_state)
         identities[host] = (machine_id, libvirt_uuid)
     # Two hosts sharing a libvirt host UUID could not migrate to each other.
-    assert len({uuid for _, uuid in identities.values()}) == len(HOSTS)
-    assert len({mid for mid, _ in identities.values()}) == len(HOSTS)
+    assert len({uuid for machine_id, uuid in identities.values()}) == len(HOSTS)
+    assert len({machine_id for machine_id, uuid in identities.values()}) == len(HOSTS)
 
 
 def test_hosts_run_systemd_and_libvirt_under_it():
@@ -112,7 +112,7 @@ def guests():
     for host, name, extra in made:
         info[name] = json.loads(labctl("guest", "define", host, name, "--start", *extra).stdout)
     yield info
-    for _, name, _ in made:
+    for name in [entry[1] for entry in made]:
         labctl("guest", "remove", name)
 
 
@@ -156,7 +156,7 @@ def test_workload_dirties_memory_at_about_the_rate_asked():
     labctl("guest", "define", "hv2", "lab-idle", "--memory", "512", "--start")
     try:
         wait_for(lambda: heartbeat("hv2", "lab-dirty") >= 2 and heartbeat("hv2", "lab-idle") >= 2, 90, "guests to boot")
-        rates = [dirty_rate("hv2", "lab-dirty", 3) for _ in range(3)]
+        rates = [dirty_rate("hv2", "lab-dirty", 3) for attempt in range(3)]
         idle = dirty_rate("hv2", "lab-idle", 3)
         print("asked 64 MiB/s: measured %s MB/s; idle guest %d MB/s" % ([int(r) for r in rates], idle))
         assert 0.65 * 64 <= statistics.mean(rates) <= 1.35 * 64

@@ -32,17 +32,20 @@ def read_newc(data):
         offset = body + filesize + (-filesize % 4)
 
 
+FILES = {"init": (b"#!/bin/sh\n", 0o755), "lib/modules/a.ko": (b"x" * 5, 0o644), "bin/sh": ("busybox", "symlink")}
+
+
 def test_newc_archive_holds_files_with_modes_and_their_directories():
-    archive = images._newc_archive({"init": (b"#!/bin/sh\n", 0o755), "lib/modules/a.ko": (b"x" * 5, 0o644)})
+    archive = images._newc_archive(FILES)
     entries = read_newc(archive)
+    assert entries["bin/sh"] == (stat.S_IFLNK | 0o777, b"busybox")
     assert entries["init"] == (stat.S_IFREG | 0o755, b"#!/bin/sh\n")
     assert entries["lib/modules/a.ko"] == (stat.S_IFREG | 0o644, b"xxxxx")
     assert stat.S_ISDIR(entries["lib"][0]) and stat.S_ISDIR(entries["lib/modules"][0])
     for name in ("dev", "proc", "sys"):
         assert stat.S_ISDIR(entries[name][0])
     # gzip of it is what the kernel unpacks; it must be reproducible.
-    assert gzip.compress(archive, mtime=0) == gzip.compress(images._newc_archive(
-        {"init": (b"#!/bin/sh\n", 0o755), "lib/modules/a.ko": (b"x" * 5, 0o644)}), mtime=0)
+    assert gzip.compress(archive, mtime=0) == gzip.compress(images._newc_archive(dict(FILES)), mtime=0)
 
 
 def parse(xml):

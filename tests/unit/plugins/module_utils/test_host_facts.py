@@ -53,7 +53,7 @@ def test_policy_from_metadata_and_inventory_labels_win():
     assert labels == {"anti_affinity": "db", "do_not_migrate": "skip"}
     merged, problems = facts.merge_labels(labels, {"do_not_migrate": "cold", "anti_affinity": None})
     assert merged == {"anti_affinity": "db", "do_not_migrate": "cold"} and problems == []
-    _, problems = facts.merge_labels(labels, {"do_not_migrate": "delete"})
+    problems = facts.merge_labels(labels, {"do_not_migrate": "delete"})[1]
     assert "unknown do_not_migrate policy 'delete'" in problems[0]
     assert facts.parse_policy(None) == {"anti_affinity": None, "do_not_migrate": None}
 
