@@ -1,0 +1,357 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to the virtops.migration collection. This is not a public API: it may change
+# or disappear in any release, and other collections must not import it.
+"""How long migrations take, predicted without libvirt.
+
+- predict_migration(): one live migration - pre-copy rounds at a bandwidth, and each rung
+  of the escalation ladder (the migrate module's, in the same order) with what it predicts.
+- predict_cold(): a cold move - shut down (when running), copy the local disks, define.
+- simulate(): an evacuation's schedule - migrations started in priority order under
+  per-source and per-destination concurrency limits, with one bandwidth budget shared by
+  the migrations that run at the same time; returns when each starts and finishes.
+
+Units: memory and disks in MiB, bandwidth and dirty rates in MiB/s, times in seconds,
+downtimes in milliseconds.
+
+The physical limits the model keeps: a migration never takes less than what it sends
+divided by its bandwidth; pre-copy converges only while the guest dirties memory slower
+than it is sent; migrations that run together never use more than the budget, so an
+evacuation never finishes faster than everything it sends divided by the budget.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from ansible_collections.virtops.migration.plugins.module_utils._escalation import (
+    MAX_THROTTLE,
+    POSTCOPY_CHOICES,
+    PROGRESS_RATIO,
+    QEMU_DEFAULT_DOWNTIME_MS,
+    STEP_AUTO_CONVERGE,
+    STEP_DOWNTIME,
+    STEP_PAUSE,
+    STEP_POSTCOPY,
+    STEP_PRECOPY,
+    TIMEOUT_ACTIONS,
+)
+
+# Connecting, starting QEMU on the destination, and (after the switch-over) persisting the
+# definition there and undefining it on the source.
+DEFAULT_SETUP_SECONDS = 2.0
+# Pre-copy rounds after which a migration that still has not converged is called stalled.
+DEFAULT_MAX_ROUNDS = 30
+# Pre-copy rounds without enough progress before the migrate module climbs the ladder
+# (its stall_iterations default).
+DEFAULT_STALL_ROUNDS = 2
+# QEMU's auto-converge: it throttles the vCPUs once the guest dirties more than half of
+# what is sent (throttle-trigger-threshold 50), starting at 20 % and adding 10 % per round
+# (cpu-throttle-initial, cpu-throttle-increment), up to MAX_THROTTLE.
+THROTTLE_TRIGGER = 0.5
+THROTTLE_INITIAL = 20
+THROTTLE_INCREMENT = 10
+# The switch-over to post-copy stops the guest only to send the device state.
+POSTCOPY_SWITCH_MS = 50
+# The migrate module's default completion timeout: 800 s per GiB to move, at least 300 s.
+TIMEOUT_S_PER_GIB = 800
+MIN_DEFAULT_TIMEOUT_S = 300
+
+# The ladder's steps in the order they are climbed; escalation names are these.
+LADDER_ORDER = (STEP_PRECOPY, STEP_DOWNTIME, STEP_AUTO_CONVERGE, STEP_POSTCOPY, STEP_PAUSE)
+
+
+def ladder_rank(step):
+    """Position of a step in LADDER_ORDER (None, meaning plain pre-copy, ranks first)."""
+    if step is None:
+        return 0
+    return LADDER_ORDER.index(step)
+
+
+class Ladder(object):
+    """The rungs a live migration may climb - the migrate module's options of the same names."""
+
+    def __init__(self, max_downtime=QEMU_DEFAULT_DOWNTIME_MS, max_downtime_steps=(), auto_converge=False,
+                 postcopy="never", timeout=None, timeout_action="abort", stall_rounds=DEFAULT_STALL_ROUNDS):
+        if postcopy not in POSTCOPY_CHOICES:
+            raise ValueError("postcopy must be one of %s" % ", ".join(POSTCOPY_CHOICES))
+        if timeout_action not in TIMEOUT_ACTIONS:
+            raise ValueError("timeout_action must be one of %s" % ", ".join(TIMEOUT_ACTIONS))
+        self.max_downtime = max_downtime
+        self.max_downtime_steps = sorted(s for s in (max_downtime_steps or ()) if s > max_downtime)
+        self.auto_converge = auto_converge
+        self.postcopy = postcopy
+        self.timeout = timeout
+        self.timeout_action = timeout_action
+        self.stall_rounds = stall_rounds
+
+    @property
+    def highest_downtime(self):
+        return self.max_downtime_steps[-1] if self.max_downtime_steps else self.max_downtime
+
+    def effective_timeout(self, mib_to_move):
+        """``timeout``, or as the migrate module: 800 s per GiB to move, at least 300 s."""
+        if self.timeout is not None:
+            return float(self.timeout)
+        return float(max(MIN_DEFAULT_TIMEOUT_S, int(TIMEOUT_S_PER_GIB * mib_to_move / 1024.0 + 0.5)))
+
+
+def _rung(step, value, converges, seconds=None, downtime_ms=None, rounds=0, throttle_pct=0, reason=""):
+    return dict(step=step, value=value, converges=converges,
+                seconds=None if seconds is None else round(seconds, 3),
+                downtime_ms=None if downtime_ms is None else int(round(downtime_ms)),
+                rounds=rounds, throttle_pct=throttle_pct, reason=reason)
+
+
+def precopy_rounds(memory_mib, dirty_rate_mib_s, bandwidth_mib_s, max_downtime_ms,
+                   max_rounds=DEFAULT_MAX_ROUNDS, throttle=False, stall_rounds=None):
+    """Simulate pre-copy: each round sends what the guest dirtied during the round before.
+
+    It converges once what is left can be sent within ``max_downtime_ms`` (the guest is
+    then stopped and the rest sent: that is the downtime). It does not converge when the
+    dirty rate is at least the bandwidth (nothing shrinks), or after ``max_rounds`` rounds.
+    ``throttle`` models auto-converge (QEMU slowing the vCPUs down, see THROTTLE_*).
+    With ``stall_rounds``, it also gives up as the migrate module's controller does when a
+    higher rung is left: after that many rounds in a row that do not bring what is left
+    below PROGRESS_RATIO of the least seen.
+
+    Returns (converges, seconds, downtime_ms, rounds, throttle_pct, pending_mib); the
+    seconds exclude set-up, and when it does not converge they are those of the rounds
+    simulated and ``pending_mib`` what was still dirty.
+    """
+    limit_s = max_downtime_ms / 1000.0
+    pending = float(memory_mib)
+    elapsed = 0.0
+    rounds = 0
+    pct = 0
+    least = pending
+    stalled = 0
+    while pending / bandwidth_mib_s > limit_s:
+        if rounds >= max_rounds:
+            return False, elapsed, None, rounds, pct, pending
+        round_s = pending / bandwidth_mib_s
+        elapsed += round_s
+        rounds += 1
+        rate = dirty_rate_mib_s * (100 - pct) / 100.0
+        if throttle and rounds >= 2 and rate > THROTTLE_TRIGGER * bandwidth_mib_s and pct < MAX_THROTTLE:
+            pct = THROTTLE_INITIAL if pct == 0 else min(MAX_THROTTLE, pct + THROTTLE_INCREMENT)
+            rate = dirty_rate_mib_s * (100 - pct) / 100.0
+        dirtied = min(float(memory_mib), rate * round_s)
+        if dirtied >= pending and pct >= MAX_THROTTLE or (not throttle and dirtied >= pending):
+            return False, elapsed, None, rounds, pct, dirtied
+        if stall_rounds and rounds >= 2:
+            if dirtied < least * PROGRESS_RATIO:
+                least = dirtied
+                stalled = 0
+            else:
+                stalled += 1
+                if stalled >= stall_rounds and dirtied / bandwidth_mib_s > limit_s:
+                    return False, elapsed, None, rounds, pct, dirtied
+        pending = dirtied
+    stop_s = pending / bandwidth_mib_s
+    return True, elapsed + stop_s, stop_s * 1000.0, rounds, pct, 0.0
+
+
+def _precopy_rung(step, downtime_ms, memory, dirty, bandwidth, lead_s, timeout_s, max_rounds, throttle=False,
+                  stall_rounds=None):
+    ok, seconds, downtime, rounds, pct, pending = precopy_rounds(
+        memory, dirty, bandwidth, downtime_ms, max_rounds=max_rounds, throttle=throttle, stall_rounds=stall_rounds)
+    if not ok:
+        if dirty >= bandwidth and not throttle:
+            why = "the guest dirties %.0f MiB/s, at least the %.0f MiB/s sent" % (dirty, bandwidth)
+        elif rounds < max_rounds and not throttle:
+            why = "stalls at %.0f MiB after %d rounds (the guest dirties %.0f MiB/s of the %.0f MiB/s sent)" % (
+                pending, rounds, dirty, bandwidth)
+        else:
+            why = "%.0f MiB still dirty after %d rounds at %.0f MiB/s" % (pending, rounds, bandwidth)
+        return _rung(step, downtime_ms, False, rounds=rounds, throttle_pct=pct, reason=why)
+    total = lead_s + seconds
+    if total > timeout_s:
+        return _rung(step, downtime_ms, False, rounds=rounds, throttle_pct=pct,
+                     reason="would take %.0f s, beyond the completion timeout of %.0f s" % (total, timeout_s))
+    why = "converges in %d rounds with %d ms downtime" % (rounds, int(round(downtime)))
+    if pct:
+        why += ", vCPUs throttled up to %d %%" % pct
+    return _rung(step, downtime_ms, True, total, downtime, rounds, pct, why)
+
+
+def _switch_rung(step, memory, dirty, bandwidth, lead_s, passes, at_s=None):
+    """Post-copy or pause after ``passes`` pre-copy rounds (or at ``at_s``, the timeout)."""
+    pending = float(memory)
+    elapsed = 0.0
+    for _round in range(passes):
+        round_s = pending / bandwidth
+        elapsed += round_s
+        pending = min(float(memory), dirty * round_s)
+    if at_s is not None:
+        elapsed = max(elapsed, at_s - lead_s)
+    rest_s = pending / bandwidth
+    total = lead_s + elapsed + rest_s
+    if step == STEP_POSTCOPY:
+        return _rung(step, None, True, total, min(POSTCOPY_SWITCH_MS, rest_s * 1000.0), passes, 0,
+                     "switches to post-copy after %.0f s; the guest runs on the destination, slowed by page "
+                     "faults, while the last %.0f MiB follow" % (lead_s + elapsed, pending))
+    return _rung(step, None, True, total, rest_s * 1000.0, passes, 0,
+                 "pauses the guest after %.0f s to send the last %.0f MiB" % (lead_s + elapsed, pending))
+
+
+def predict_migration(memory_mib, dirty_rate_mib_s, bandwidth_mib_s, disk_mib=0.0, ladder=None,
+                      setup_seconds=DEFAULT_SETUP_SECONDS, max_rounds=DEFAULT_MAX_ROUNDS):
+    """Predict one live migration, rung by rung of ``ladder`` (a Ladder).
+
+    ``disk_mib`` are local disks copied first (block mirror), before memory pre-copy.
+    Returns a dict: ``converges``; ``escalation`` (None when plain pre-copy is enough, else
+    the first rung that converges: max_downtime, auto_converge, postcopy or pause);
+    ``seconds`` and ``downtime_ms`` of that rung (None when none converges);
+    ``bound_seconds`` (what must be sent divided by the bandwidth: no migration is faster);
+    ``rungs`` (each rung tried, with what it predicts) and ``reason``.
+    """
+    if bandwidth_mib_s is None or bandwidth_mib_s <= 0:
+        raise ValueError("bandwidth must be positive")
+    ladder = ladder or Ladder()
+    memory = float(memory_mib)
+    dirty = float(dirty_rate_mib_s or 0.0)
+    lead_s = float(setup_seconds) + float(disk_mib) / bandwidth_mib_s
+    timeout_s = ladder.effective_timeout(memory + float(disk_mib))
+    args = (memory, dirty, bandwidth_mib_s, lead_s, timeout_s)
+
+    rungs = []
+    first_pass_only = ladder.postcopy == "after_first_pass"
+    if first_pass_only:
+        rungs.append(_precopy_rung(STEP_PRECOPY, ladder.max_downtime, *args, max_rounds=1))
+    else:
+        # (step, downtime) of the pre-copy rungs; a stalled one gives way to the next, if any.
+        plain = [(STEP_PRECOPY, ladder.max_downtime)] + [(STEP_DOWNTIME, ms) for ms in ladder.max_downtime_steps]
+        for index, (step, downtime_ms) in enumerate(plain):
+            higher = index + 1 < len(plain) or ladder.auto_converge or ladder.postcopy != "never"
+            rungs.append(_precopy_rung(step, downtime_ms, *args, max_rounds=max_rounds,
+                                       stall_rounds=ladder.stall_rounds if higher else None))
+        if ladder.auto_converge:
+            rungs.append(_precopy_rung(STEP_AUTO_CONVERGE, ladder.highest_downtime, *args,
+                                       max_rounds=max_rounds, throttle=True))
+    if ladder.postcopy != "never":
+        passes = 1 if first_pass_only else 1 + ladder.stall_rounds
+        rungs.append(_switch_rung(STEP_POSTCOPY, memory, dirty, bandwidth_mib_s, lead_s, passes))
+    elif ladder.timeout_action in (STEP_POSTCOPY, STEP_PAUSE):
+        step = STEP_POSTCOPY if ladder.timeout_action == "postcopy" else STEP_PAUSE
+        rungs.append(_switch_rung(step, memory, dirty, bandwidth_mib_s, lead_s, 1 + ladder.stall_rounds,
+                                  at_s=timeout_s))
+
+    bound = (memory + float(disk_mib)) / bandwidth_mib_s
+    chosen = next((r for r in rungs if r["converges"]), None)
+    if chosen is None:
+        return dict(converges=False, escalation=None, seconds=None, downtime_ms=None,
+                    bandwidth_mib_s=bandwidth_mib_s, bound_seconds=round(bound, 3), rungs=rungs,
+                    reason="; ".join("%s: %s" % (r["step"], r["reason"]) for r in rungs))
+    escalation = None if chosen["step"] == STEP_PRECOPY else chosen["step"]
+    return dict(converges=True, escalation=escalation, seconds=chosen["seconds"],
+                downtime_ms=chosen["downtime_ms"], bandwidth_mib_s=bandwidth_mib_s,
+                bound_seconds=round(bound, 3), rungs=rungs, reason=chosen["reason"])
+
+
+def predict_cold(disk_mib, bandwidth_mib_s, running, setup_seconds=DEFAULT_SETUP_SECONDS, shutdown_seconds=30.0):
+    """A cold move: shut down (when ``running``), copy ``disk_mib`` of local disks, define.
+
+    Returns (seconds, downtime_ms): the downtime runs from the shutdown request until the
+    domain is started on the destination (its boot not counted); 0 for a shut-off domain.
+    """
+    copy_s = float(disk_mib) / bandwidth_mib_s if disk_mib else 0.0
+    seconds = float(setup_seconds) + copy_s + (float(shutdown_seconds) if running else 0.0)
+    return seconds, (seconds * 1000.0 if running else 0.0)
+
+
+class Job(object):
+    """One migration to schedule.
+
+    ``duration(bandwidth)`` gives its seconds at a bandwidth share. ``sends`` is False for
+    a move that sends nothing (a definition only): it takes a slot but no bandwidth.
+    ``exclusive`` marks a migration that converges only with the whole budget: it starts
+    when nothing else runs, and nothing starts beside it.
+    """
+
+    __slots__ = ("key", "destination", "sends", "exclusive", "duration")
+
+    def __init__(self, key, destination, duration, sends=True, exclusive=False):
+        self.key = key
+        self.destination = destination
+        self.duration = duration
+        self.sends = sends
+        self.exclusive = exclusive
+
+
+def simulate(jobs, budget_mib_s, max_per_source, max_per_destination):
+    """Run ``jobs`` (in priority order) through the concurrency limits and the budget.
+
+    A job starts as soon as a source slot and a slot on its destination are free, in
+    priority order (a job held back by its destination does not hold back the jobs after
+    it). Its bandwidth is fixed when it starts: the free budget divided by the number of
+    jobs that could run beside it (free source slots, waiting jobs that send), so the jobs
+    running together never exceed the budget and each job gets at least
+    budget / min(max_per_source, jobs that send).
+
+    Returns {key: dict(order, wave, start, finish, bandwidth)}; ``wave`` numbers the
+    instants at which jobs start.
+    """
+    waiting = sorted(jobs, key=lambda j: not j.exclusive)  # stable: exclusive ones first
+    waiting_senders = sum(1 for j in waiting if j.sends and not j.exclusive)
+    running = []  # heap of (finish, order, job, bandwidth)
+    per_destination = {}
+    used = 0.0
+    now = 0.0
+    order = 0
+    wave = 0
+    exclusive_running = False
+    out = {}
+    eps = 1e-9
+    while waiting or running:
+        started = False
+        if not exclusive_running:
+            index = 0
+            while index < len(waiting) and len(running) < max_per_source:
+                job = waiting[index]
+                if per_destination.get(job.destination, 0) >= max_per_destination:
+                    index += 1
+                    continue
+                if job.exclusive:
+                    if running:
+                        break  # wait until everything before it has finished
+                    share = budget_mib_s if job.sends else 0.0
+                elif job.sends:
+                    free = budget_mib_s - used
+                    if free <= eps * budget_mib_s:
+                        index += 1
+                        continue
+                    share = free / min(max_per_source - len(running), waiting_senders)
+                    waiting_senders -= 1
+                else:
+                    share = 0.0
+                del waiting[index]
+                seconds = float(job.duration(share))
+                if not started:
+                    started = True
+                    wave += 1
+                order += 1
+                used += share
+                per_destination[job.destination] = per_destination.get(job.destination, 0) + 1
+                heapq.heappush(running, (now + seconds, order, job, share))
+                out[job.key] = dict(order=order, wave=wave, start=now, finish=now + seconds, bandwidth=share)
+                if job.exclusive:
+                    exclusive_running = True
+                    break
+        if not running:
+            if waiting:
+                raise RuntimeError("schedule stuck with %d jobs waiting" % len(waiting))
+            break
+        now = running[0][0]
+        while running and running[0][0] <= now + eps:
+            _finish, _order, job, share = heapq.heappop(running)
+            used -= share
+            per_destination[job.destination] -= 1
+            if job.exclusive:
+                exclusive_running = False
+        if used < eps:
+            used = 0.0
+    return out

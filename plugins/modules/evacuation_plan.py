@@ -1,0 +1,537 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: evacuation_plan
+short_description: Plan the evacuation of a KVM hypervisor - where each domain goes, how, in which order, how long
+version_added: 0.1.0
+description:
+  - Assigns every domain of the host O(source) to a destination among the other hosts of O(hosts), from host facts
+    and pre-check results, and predicts each migration's time and downtime and the whole evacuation's. It only
+    plans - nothing is changed, so it runs on the control node (delegated to C(localhost), for example),
+    needs no libvirt, and check mode behaves exactly as a normal run.
+  - B(Every domain of the source is accounted for), in exactly one of RV(moves), RV(skipped) and RV(unplaceable)
+    (with the reasons); RV(can_empty) says whether the host can be emptied.
+  - B(Modes.) A running, paused or blocked domain moves live (pre-copy, climbing the escalation ladder of
+    O(max_downtime_steps), O(auto_converge), O(postcopy) and O(timeout_action) when predicted necessary); a shut-off
+    domain moves cold (its definition, and its local disks when not on shared storage). A domain with devices that
+    block live migration, or whose live migration is predicted not to converge even with the whole bandwidth
+    budget, is unplaceable unless O(live_fallback=cold). A domain labelled C(do_not_migrate) follows its policy -
+    C(skip) (left as it is), C(cold) (shut down, moved, started again) or C(shutdown) (shut down on the source,
+    not moved; scheduled after every migration, so an aborted evacuation leaves it running).
+  - B(Destinations) are the hosts of O(hosts) other than the source, not in maintenance and not in O(exclude). A
+    destination takes a domain only when its memory and vCPUs suffice - counting the running domains it holds,
+    its persistent shut-off ones (O(count_shutoff_domains)) and the domains this plan already sends there - when
+    no domain of the same anti-affinity group is there (whatever its state, including domains this plan sends
+    there), and when its pre-check for the domain is not C(block). Without a pre-check for the pair, CPU
+    compatibility is unknown and O(unchecked_pairs) decides.
+  - B(Placement) takes the largest domains first (memory, then vCPUs) and puts each on the destination with the
+    largest share of its capacity still free, of memory or vCPUs whichever is scarcer - it spreads the load,
+    keeping headroom even across destinations and spreading the migrations over many destinations so that
+    O(max_parallel_per_destination) does not serialize them. It is deterministic - the same input gives the
+    same plan. It does not search for the placement with the fewest unplaceable domains - a domain may stay
+    unplaceable although moving others elsewhere would have made room for it.
+  - B(Schedule.) Migrations that converge only with the whole budget run alone, first; then the longest first.
+    A migration starts when a source slot (O(max_parallel_per_source)) and a slot on its destination
+    (O(max_parallel_per_destination)) are free. Its bandwidth, fixed when it starts, is the free part of the
+    O(bandwidth_budget_mib_s) divided among the migrations that could run beside it, so concurrent migrations never
+    exceed the budget together. Times come from an event simulation of that schedule.
+  - B(Predictions.) Pre-copy is modelled round by round - each round sends what the guest dirtied during the one
+    before; it converges when what is left can be sent within the downtime limit, and does not when the guest
+    dirties memory at least as fast as it is sent, after 30 rounds, or - when a higher rung is permitted - when it
+    stalls as the migrate module judges it (two rounds in a row that leave more than 90 % of the least left so
+    far), and the next rung is tried. A rung predicted to take longer than O(timeout) does not count either.
+    Bandwidth shares are fixed when a migration starts and not raised when others finish, so the predictions
+    lean to the long side. A migration also takes O(setup_seconds),
+    and first copies local disks that are not shared. When a pre-check predicted a pair, the plan never
+    predicts less time, less downtime or a lower escalation than the pre-check did.
+  - Scales to large inventories - the destinations are indexed once per plan (a heap ordered by free capacity),
+    so planning one host's evacuation among 10,000 hosts and 200,000 domains takes a fraction of a second.
+author:
+  - virtops maintainers (@virtops)
+extends_documentation_fragment:
+  - virtops.migration.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The module never changes anything; check mode returns the same plan.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details:
+      - Always returns C(changed=false).
+options:
+  source:
+    description:
+      - Inventory name of the host to empty. Must be a key of O(hosts).
+    type: str
+    required: true
+  hosts:
+    description:
+      - The inventory's hypervisors, as the C(virtops.migration.host_info) module reports them - a dictionary from
+        inventory hostname to that host's facts. Every field is checked; malformed input fails with the host,
+        domain and field named. Domains on hosts that cannot be destinations (maintenance, O(exclude)) are not
+        inspected.
+      - C(memory_total_mib) (number, required) - the host's memory.
+      - C(memory_committable_mib) (number, required, at most C(memory_total_mib)) - the memory that can be given to
+        guests. The capacity is C(memory_committable_mib) * O(memory_overcommit) - O(reserved_memory_mib).
+      - C(vcpus_total) (number, required) - the host's logical CPUs. The capacity is C(vcpus_total) * O(vcpu_overcommit).
+      - C(maintenance) (bool, default false) - a host in maintenance is never a destination.
+      - C(migration_bandwidth_mib_s) (number > 0, optional) - measured throughput from this host on the migration
+        network; the source's is the default of O(bandwidth_budget_mib_s).
+      - C(domains) (list, default empty) - the host's domains, each with C(name) (required, unique on the source),
+        C(uuid), C(state) (required - libvirt's C(running), C(blocked), C(paused), C(shutdown), C(shutoff),
+        C(crashed), C(pmsuspended), C(nostate) or C(unknown)), C(persistent) (bool, default true), C(memory_mib) and C(vcpus)
+        (numbers, required), C(dirty_rate_mib_s) (measured, optional - see O(assumed_dirty_rate_mib_s)),
+        C(shared_storage) (bool, default true - every disk is shared with the destinations), C(local_disk_bytes)
+        (bytes to copy, required when C(shared_storage) is false), C(blockers) (list of strings - devices that
+        block live migration) and C(labels) - C(anti_affinity) (group name or null) and C(do_not_migrate) (null,
+        C(skip), C(cold), C(shutdown), or true for O(do_not_migrate_default)).
+    type: dict
+    required: true
+  prechecks:
+    description:
+      - Results of the C(virtops.migration.precheck) module, one per domain and candidate destination. Only those
+        whose C(source) is O(source) are used (pre-checks of other evacuations may be passed along); those of
+        domains not on the source, or of hosts not in O(hosts), are ignored. When a pair has several, the worst
+        verdict counts.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      domain:
+        description: Name or UUID of the domain.
+        type: str
+        required: true
+      source:
+        description: The host the domain is on.
+        type: str
+        required: true
+      destination:
+        description: The candidate destination.
+        type: str
+        required: true
+      verdict:
+        description:
+          - C(block) forbids the destination for the domain (the pre-check's reasons appear in RV(unplaceable) if it
+            cannot go anywhere else). C(warn) permits it, and its reasons become the move's C(warnings).
+        type: str
+        required: true
+        choices: [ok, warn, block]
+      reasons:
+        description: Why, for people.
+        type: list
+        elements: str
+        default: []
+      predicted_seconds:
+        description: The pre-check's predicted migration time; the plan never predicts less for the pair.
+        type: float
+      predicted_downtime_ms:
+        description: The pre-check's predicted downtime; the plan never predicts less for the pair.
+        type: float
+      converges:
+        description:
+          - Whether the pre-check predicts pre-copy to converge. C(false) with no O(prechecks[].escalation) forbids a live
+            migration to the destination.
+        type: bool
+      escalation:
+        description: The escalation step the pre-check predicts necessary (C(max_downtime), C(auto_converge), C(postcopy), C(pause)).
+        type: str
+  unchecked_pairs:
+    description:
+      - Whether a domain may go to a destination no pre-check of O(prechecks) covers (CPU compatibility unknown).
+      - C(auto) - allowed only when O(prechecks) holds nothing for O(source); once the evacuation is pre-checked,
+        only pairs with a verdict of C(ok) or C(warn) qualify.
+    type: str
+    choices: [auto, allow, deny]
+    default: auto
+  exclude:
+    description:
+      - Hosts never used as destinations.
+    type: list
+    elements: str
+    default: []
+  memory_overcommit:
+    description:
+      - Ratio of guest memory to a destination's C(memory_committable_mib).
+    type: float
+    default: 1.0
+  vcpu_overcommit:
+    description:
+      - Ratio of guest vCPUs to a destination's C(vcpus_total).
+    type: float
+    default: 4.0
+  reserved_memory_mib:
+    description:
+      - Memory kept free on every destination, in MiB - in addition to what C(memory_committable_mib) already
+        leaves out.
+    type: int
+    default: 0
+  count_shutoff_domains:
+    description:
+      - Count the memory and vCPUs of persistent shut-off domains on a destination as used - they may start again.
+        Applies to shut-off domains this plan moves there, too.
+    type: bool
+    default: true
+  do_not_migrate_default:
+    description:
+      - The policy of a domain whose C(do_not_migrate) label is C(true) - C(skip), C(cold) or C(shutdown).
+    type: str
+    choices: [skip, cold, shutdown]
+    default: skip
+  live_fallback:
+    description:
+      - What happens to a domain that cannot move live - blocking devices, or predicted not to converge.
+      - C(none) - unplaceable, with the reason. C(cold) - moved cold instead (it is shut down, with downtime), with
+        the reason in the move.
+    type: str
+    choices: [none, cold]
+    default: none
+  max_parallel_per_source:
+    description:
+      - Migrations running from the source at the same time.
+    type: int
+    default: 2
+  max_parallel_per_destination:
+    description:
+      - Migrations running to one destination at the same time.
+    type: int
+    default: 1
+  bandwidth_budget_mib_s:
+    description:
+      - Bandwidth in MiB/s shared by the migrations running from the source at the same time.
+      - Defaults to the source's measured C(migration_bandwidth_mib_s), else 112 MiB/s (about what a 1 Gbit/s
+        link carries), which the summary then says.
+    type: float
+  assumed_dirty_rate_mib_s:
+    description:
+      - Dirty rate assumed for running domains whose C(dirty_rate_mib_s) was not measured (the summary counts them).
+        A paused domain dirties nothing.
+    type: float
+    default: 0.0
+  max_downtime:
+    description:
+      - Downtime limit of pre-copy in milliseconds, as the migrate module's option.
+    type: int
+    default: 300
+  max_downtime_steps:
+    description:
+      - Higher downtime limits the migrate module may climb when pre-copy stalls (its option of the same name).
+    type: list
+    elements: int
+    default: []
+  auto_converge:
+    description:
+      - Whether migrations permit auto-converge (vCPU throttling), as the migrate module's option.
+    type: bool
+    default: false
+  postcopy:
+    description:
+      - Whether migrations permit post-copy, as the migrate module's option.
+    type: str
+    choices: [never, permit, after_first_pass]
+    default: never
+  timeout:
+    description:
+      - Completion timeout of each migration in seconds, as the migrate module's option; by default 800 s per GiB
+        to move, at least 300 s. A rung predicted to take longer does not count as converging.
+    type: int
+  timeout_action:
+    description:
+      - What the migrate module does at the timeout; C(postcopy) and C(pause) are rungs of the ladder then.
+    type: str
+    choices: [abort, postcopy, pause]
+    default: abort
+  setup_seconds:
+    description:
+      - Fixed overhead of each migration - connecting, starting QEMU on the destination, moving the definition.
+    type: float
+    default: 2.0
+  shutdown_seconds:
+    description:
+      - Expected time of a guest's graceful shutdown (cold moves of running domains, and policy C(shutdown)).
+    type: float
+    default: 30.0
+notes:
+  - The plan is only as good as the facts - measure the bandwidth and the dirty rates (C(virtops.migration.host_info))
+    and pre-check the pairs (C(virtops.migration.precheck)) for predictions one can hold it to.
+seealso:
+  - module: virtops.migration.migrate
+"""
+
+EXAMPLES = r"""
+- name: Plan the evacuation of hv1
+  virtops.migration.evacuation_plan:
+    source: hv1
+    hosts: "{{ dict(groups['hypervisors'] | zip(groups['hypervisors'] | map('extract', hostvars, 'virtops_host_info'))) }}"
+    prechecks: "{{ precheck_results }}"
+    max_parallel_per_source: 2
+    exclude: [hv9]
+  delegate_to: localhost
+  run_once: true
+  register: plan
+
+- name: Stop here when hv1 cannot be emptied
+  ansible.builtin.assert:
+    that: plan.can_empty
+    fail_msg: "{{ plan.summary | join('\n') }}"
+
+- name: Allow more downtime, throttling and cold moves for what cannot go live
+  virtops.migration.evacuation_plan:
+    source: hv1
+    hosts: "{{ host_facts }}"
+    max_downtime_steps: [500, 1000, 2000]
+    auto_converge: true
+    live_fallback: cold
+    bandwidth_budget_mib_s: 1000
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+can_empty:
+  description:
+    - Whether the host can be emptied - no domain is unplaceable and no skipped domain still runs. Shut-off domains
+      left on the source by their policy do not count against it.
+  returned: success
+  type: bool
+  sample: true
+source:
+  description: The host the plan empties.
+  returned: success
+  type: str
+  sample: hv1
+moves:
+  description:
+    - What to do, in start order - migrations, then domains shut down in place (last, after every migration).
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    domain:
+      description: Name of the domain.
+      type: str
+      returned: always
+    uuid:
+      description: UUID of the domain, when the facts have it.
+      type: str
+      returned: always
+    destination:
+      description: Where it goes; null for C(mode=shutdown).
+      type: str
+      returned: always
+    mode:
+      description:
+        - C(live), C(cold) (shut down when running, definition and local disks moved, started again when it ran),
+          or C(shutdown) (shut down on the source, not moved).
+      type: str
+      returned: always
+    reason:
+      description: Why the mode is C(cold) or C(shutdown) (the label, the state, the blockers); null for C(live).
+      type: str
+      returned: always
+    state:
+      description: The domain's state on the source.
+      type: str
+      returned: always
+    memory_mib:
+      description: The domain's memory.
+      type: float
+      returned: always
+    vcpus:
+      description: The domain's vCPUs.
+      type: float
+      returned: always
+    local_disk_mib:
+      description: Local disks copied with it, in MiB.
+      type: float
+      returned: always
+    order:
+      description: Start order, from 1.
+      type: int
+      returned: always
+    wave:
+      description: Moves with the same wave start at the same instant of the schedule.
+      type: int
+      returned: always
+    start_offset_s:
+      description: Predicted start, in seconds after the evacuation starts.
+      type: float
+      returned: always
+    finish_offset_s:
+      description: Predicted end, in seconds after the evacuation starts.
+      type: float
+      returned: always
+    predicted_seconds:
+      description: Predicted duration, set-up included.
+      type: float
+      returned: always
+    predicted_downtime_ms:
+      description:
+        - Predicted downtime - the switch-over of a live migration; from the shutdown until started on the
+          destination for a cold move of a running domain; 0 for a shut-off domain; null for C(mode=shutdown).
+      type: int
+      returned: always
+    bandwidth_mib_s:
+      description: Its share of the bandwidth budget (the C(bandwidth) to give the migrate module); 0 when it sends nothing.
+      type: float
+      returned: always
+    escalation:
+      description:
+        - The escalation step predicted necessary (C(max_downtime), C(auto_converge), C(postcopy), C(pause)); null
+          when plain pre-copy converges.
+      type: str
+      returned: always
+    exclusive:
+      description: Converges only with the whole budget, so it runs alone.
+      type: bool
+      returned: always
+    warnings:
+      description: The pre-check's C(warn) reasons for the pair, and blocking devices of a cold move to check.
+      type: list
+      elements: str
+      returned: always
+  sample:
+    - domain: web-1
+      uuid: 0b5e7a4c-1d5e-4f7e-9a3b-2c8d6e1f0a9b
+      destination: hv4
+      mode: live
+      reason: null
+      state: running
+      memory_mib: 4096
+      vcpus: 2
+      local_disk_mib: 0.0
+      order: 1
+      wave: 1
+      start_offset_s: 0.0
+      finish_offset_s: 10.3
+      predicted_seconds: 10.3
+      predicted_downtime_ms: 42
+      bandwidth_mib_s: 500.0
+      escalation: null
+      exclusive: false
+      warnings: []
+skipped:
+  description: Domains left on the source by their C(do_not_migrate) policy.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    domain:
+      description: Name of the domain.
+      type: str
+      returned: always
+    uuid:
+      description: UUID of the domain, when the facts have it.
+      type: str
+      returned: always
+    policy:
+      description: C(skip), or C(shutdown) for a domain already shut off.
+      type: str
+      returned: always
+    state:
+      description: The domain's state on the source.
+      type: str
+      returned: always
+    reason:
+      description: What the policy means for it.
+      type: str
+      returned: always
+unplaceable:
+  description: Domains that cannot be moved, with every reason.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    domain:
+      description: Name of the domain.
+      type: str
+      returned: always
+    uuid:
+      description: UUID of the domain, when the facts have it.
+      type: str
+      returned: always
+    state:
+      description: The domain's state on the source.
+      type: str
+      returned: always
+    reasons:
+      description:
+        - Why - about the domain itself (state, blocking devices, convergence), or per destination, grouped by
+          reason with at most five host names each (pre-check blocks with their reasons, missing pre-checks,
+          anti-affinity with the member in the way, memory or vCPUs short with the most free, maintenance,
+          exclusion).
+      type: list
+      elements: str
+      returned: always
+  sample:
+    - domain: db-3
+      uuid: null
+      state: running
+      reasons:
+        - "hv2: pre-check blocked: CPU feature avx512f missing"
+        - "anti-affinity group 'db' already has a member on hv3 (db-1)"
+destinations:
+  description:
+    - The destinations the plan uses - C(moves), C(memory_mib) and C(vcpus) it sends there, and
+      C(memory_free_after_mib) and C(vcpus_free_after) (capacity left after the plan).
+  returned: success
+  type: dict
+  sample:
+    hv4: {moves: 2, memory_mib: 8192, vcpus: 4, memory_free_after_mib: 120832, vcpus_free_after: 180}
+predicted_total_seconds:
+  description: Predicted time of the whole evacuation, shutdowns in place included.
+  returned: success
+  type: float
+  sample: 312.4
+bound_seconds:
+  description:
+    - The physical lower bound - everything the migrations send (memory, local disks) divided by the bandwidth
+      budget. No evacuation is faster; RV(predicted_total_seconds) is never below it.
+  returned: success
+  type: float
+  sample: 240.0
+bandwidth_budget_mib_s:
+  description: The budget used, from O(bandwidth_budget_mib_s), the measured bandwidth, or the default.
+  returned: success
+  type: float
+  sample: 1000.0
+summary:
+  description: A few lines for a person - whether the host can be emptied, what is in the way, time, assumptions.
+  returned: success
+  type: list
+  elements: str
+  sample:
+    - "hv1 can be emptied: 12 domains - 11 live, 1 cold, 0 shut down in place, 0 skipped, 0 unplaceable."
+    - "Predicted 96.2 s in total (no faster than 81.9 s: 81920 MiB over 1000 MiB/s); 11 destinations, at most 2
+      per source and 1 per destination at a time."
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.virtops.migration.plugins.module_utils._errors import VirtopsError
+from ansible_collections.virtops.migration.plugins.module_utils._placement import (
+    EVACUATION_PLAN_ARGUMENT_SPEC,
+    invocation,
+    run_evacuation_plan,
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=EVACUATION_PLAN_ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        result = run_evacuation_plan(module.params)
+    except VirtopsError as err:
+        module.fail_json(msg=err.msg, invocation=invocation(module.params), **err.details)
+    module.exit_json(invocation=invocation(module.params), **result)
+
+
+if __name__ == "__main__":
+    main()
