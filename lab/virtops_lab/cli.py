@@ -230,6 +230,16 @@ def cmd_libvirtd(args):
     return 0
 
 
+def cmd_kvm(args):
+    """Take KVM away from a host (TCG only, as on a host without virtualisation) or give it back."""
+    if args.state == "off":
+        script = "rm -f /dev/kvm && systemctl restart libvirtd.service"
+    else:
+        script = "systemd-tmpfiles --create /etc/tmpfiles.d/virtops-lab-kvm.conf && systemctl restart libvirtd.service"
+    in_host(args.host, ["sh", "-c", script])
+    return 0
+
+
 def create_disk(name, size_mib):
     """Create a raw image on the storage host and export it over NBD; return the port."""
     guests.check_name(name)
@@ -347,6 +357,11 @@ def build_parser():
     libvirtd.add_argument("host")
     libvirtd.add_argument("action", choices=("stop", "start", "restart", "kill"))
     libvirtd.set_defaults(func=cmd_libvirtd)
+
+    kvm = sub.add_parser("kvm", help="make a host TCG-only (off) or give it KVM back (on); restarts its libvirtd")
+    kvm.add_argument("host")
+    kvm.add_argument("state", choices=("on", "off"))
+    kvm.set_defaults(func=cmd_kvm)
 
     disk = sub.add_parser("disk", help="create or remove a shared disk exported over NBD by the storage host")
     disk.add_argument("action", choices=("create", "remove"))

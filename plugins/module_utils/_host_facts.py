@@ -224,8 +224,9 @@ def domain_facts(dom, mounts, inventory_labels=None):
     storage = plan_storage(description.disks, mounts, "none")
     local_bytes = 0
     for placement in storage.placements:
-        if placement.kind == LOCAL and status.active:
-            # allocation is what a block copy moves for a sparse or qcow2 image.
+        if placement.kind == LOCAL:
+            # allocation is what a copy moves for a sparse or qcow2 image (libvirt reads it
+            # from the image when the domain is shut off).
             local_bytes += call("reading the size of %s's disk %s" % (name, placement.disk.target),
                                 dom.blockInfo, placement.disk.target)[1]
     metadata = _domain_metadata(dom)

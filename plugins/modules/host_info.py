@@ -187,7 +187,7 @@ host_info:
           description: Whether no disk needs copying to move the domain.
           type: bool
         local_disk_bytes:
-          description: Bytes allocated on local disks of a running domain - what a storage copy moves.
+          description: Bytes allocated on the domain's local disks - what a storage copy moves.
           type: int
         blockers:
           description: Devices that prevent a live migration.

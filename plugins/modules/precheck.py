@@ -1,0 +1,230 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: precheck
+short_description: Find every reason a migration would fail before anything moves
+version_added: 0.1.0
+description:
+  - Runs on a hypervisor (the source) and checks each of its domains (or those in O(domains)) against each
+    candidate destination in O(destinations), giving a verdict per pair - C(ok), C(warn) or C(block) - with
+    every reason.
+  - The checks - the destination's libvirt reached over TLS as the migration would reach it; the domain's
+    CPU compared by the destination's own libvirt; machine type, accelerator and emulator offered there;
+    QEMU and libvirt not older than the source's; memory and vCPUs free within the overcommit, counting
+    what already runs there; each disk shared, or copyable into a pool there; devices that cannot move live;
+    this host's TLS client certificates and the destination's QEMU server certificate naming the migration
+    address; and a prediction of the migration's time and downtime from the throughput measured with
+    iperf3 to the destination's migration address and the domain's dirty rate measured by QEMU.
+  - The throughput measurement needs a one-shot iperf3 server on each destination
+    (C(iperf3 -s -1 -B ADDRESS -p PORT)), which a playbook starts right before this task
+    (see C(playbooks/precheck.yml)). Without it, the prediction is skipped with a warning.
+  - The C(results) list is the O(virtops.migration.evacuation_plan#module:prechecks) input of the planner.
+author:
+  - virtops.migration contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - virtops.migration.connection
+  - virtops.migration.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - It changes nothing (it measures), so check mode runs it as usual.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+  action_group:
+    description: Use C(group/virtops.migration.migration) in C(module_defaults) to set the connection options once.
+    support: full
+    membership:
+      - virtops.migration.migration
+options:
+  destinations:
+    description: Candidate destination hypervisors, by inventory host name, address or libvirt URI.
+    type: list
+    elements: str
+    required: true
+  domains:
+    description: Domains (names or UUIDs) to check; all domains of the host when not set.
+    type: list
+    elements: str
+  migration_addresses:
+    description:
+      - Migration network address per destination (keys as in O(destinations)). The throughput is measured
+        to it, and the destination's QEMU certificate must name it.
+    type: dict
+    default: {}
+  destination_facts:
+    description:
+      - The RV(virtops.migration.host_info#module:host_info) result of each destination (keys as in
+        O(destinations)), used for its QEMU server certificate.
+    type: dict
+    default: {}
+  mode:
+    description: The migration to check for - C(auto) is live for running and paused domains, cold for the others.
+    type: str
+    choices: [auto, live, cold]
+    default: auto
+  copy_storage:
+    description: Whether local disks would be copied (as the migrate module's option); C(none) blocks local disks.
+    type: str
+    choices: [none, all, incremental]
+    default: all
+  memory_overcommit:
+    description: Ratio of a destination's memory that guests may commit.
+    type: float
+    default: 1.0
+  vcpu_overcommit:
+    description: Ratio of a destination's CPUs that guests' vCPUs may commit.
+    type: float
+    default: 4.0
+  reserved_memory_mib:
+    description: Memory kept for each destination host itself.
+    type: int
+    default: 0
+  measure_bandwidth:
+    description: Measure the throughput to each destination with iperf3.
+    type: bool
+    default: true
+  bandwidth_port:
+    description: Port of the destinations' iperf3 servers.
+    type: int
+    default: 5201
+  bandwidth_seconds:
+    description: Seconds each throughput measurement lasts.
+    type: int
+    default: 3
+  dirty_rate_seconds:
+    description: Seconds over which QEMU measures each running domain's dirty rate (all in parallel); 0 skips it.
+    type: int
+    default: 2
+  certificate_min_days:
+    description: A certificate that expires within this many days gives a warning.
+    type: int
+    default: 14
+  max_downtime:
+    description: Downtime allowed at switch-over, in milliseconds, for the prediction (as the migrate module).
+    type: int
+    default: 300
+  max_downtime_steps:
+    description: Higher downtimes the migration may escalate to (as the migrate module).
+    type: list
+    elements: int
+    default: []
+  auto_converge:
+    description: Whether the migration may throttle the guest's vCPUs (as the migrate module).
+    type: bool
+    default: false
+  postcopy:
+    description: Whether the migration may switch to post-copy (as the migrate module).
+    type: str
+    choices: [never, permit, after_first_pass]
+    default: never
+  timeout_action:
+    description: What the migration does at its timeout (as the migrate module).
+    type: str
+    choices: [abort, postcopy, pause]
+    default: abort
+seealso:
+  - module: virtops.migration.migrate
+  - module: virtops.migration.host_info
+  - module: virtops.migration.evacuation_plan
+"""
+
+EXAMPLES = r"""
+- name: Check every domain of hv1 against hv2 and hv3
+  virtops.migration.precheck:
+    destinations: [hv2, hv3]
+    migration_addresses:
+      hv2: 198.18.1.12
+      hv3: 198.18.1.13
+    auto_converge: true
+  register: checks
+
+- name: Show what blocks
+  ansible.builtin.debug:
+    msg: "{{ checks.results | selectattr('verdict', 'equalto', 'block') | list }}"
+"""
+
+RETURN = r"""
+source:
+  description: The host name of the source.
+  returned: success
+  type: str
+results:
+  description: One entry per domain and destination.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    domain:
+      description: Domain name.
+      type: str
+    source:
+      description: The source host name.
+      type: str
+    destination:
+      description: The destination as given in O(destinations).
+      type: str
+    mode:
+      description: C(live) or C(cold), the migration checked for (null when the destination was unreachable).
+      type: str
+    verdict:
+      description: C(ok), C(warn) (it can move, with the reasons to know) or C(block) (it would fail).
+      type: str
+    reasons:
+      description: The details of every check that warned or blocked.
+      type: list
+      elements: str
+    checks:
+      description: Every check with C(name), C(verdict) (C(ok), C(warn), C(block), C(skipped)) and C(detail).
+      type: list
+      elements: dict
+    dirty_rate_mib_s:
+      description: The domain's measured dirty rate (null when not running or not measured).
+      type: float
+    predicted_seconds:
+      description: Predicted migration time, set-up included (null when not predicted or not converging).
+      type: float
+    predicted_downtime_ms:
+      description: Predicted downtime at switch-over.
+      type: int
+    converges:
+      description: Whether the migration is predicted to complete with the escalations allowed (null when not predicted).
+      type: bool
+    escalation:
+      description: The escalation predicted necessary (C(max_downtime), C(auto_converge), C(postcopy), C(pause)), or null.
+      type: str
+bandwidth:
+  description: Measured throughput to each destination's migration address, MiB/s (null when not measured).
+  returned: success
+  type: dict
+dirty_rates:
+  description: Measured dirty rate of each domain checked, MiB/s (null when not measured).
+  returned: success
+  type: dict
+summary:
+  description: A table a person reads - domain, destination, verdict, predicted time, reasons.
+  returned: success
+  type: list
+  elements: str
+"""
+
+from ansible_collections.virtops.migration.plugins.module_utils._module import VirtopsModule
+from ansible_collections.virtops.migration.plugins.module_utils._precheck_run import run_precheck
+from ansible_collections.virtops.migration.plugins.module_utils._prechecks import PRECHECK_ARGUMENT_SPEC
+
+
+def main():
+    module = VirtopsModule(argument_spec=PRECHECK_ARGUMENT_SPEC, supports_check_mode=True)
+    module.run(run_precheck)
+
+
+if __name__ == "__main__":
+    main()

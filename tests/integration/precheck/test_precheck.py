@@ -1,0 +1,210 @@
+"""precheck on the lab: real incompatibilities, found before anything moves.
+
+Each case makes the incompatibility for real on a lab host (KVM taken away, a device no
+migration can carry, a shaped link, a certificate file replaced) and checks the verdict;
+nothing may have moved afterwards (virsh on every host).
+"""
+
+import datetime
+import ipaddress
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from conftest import labctl, run_module, ssh, wait_for, where
+
+MODULE = "virtops.migration.precheck"
+MIGRATION = {"hv1": "198.18.1.11", "hv2": "198.18.1.12", "hv3": "198.18.1.13"}
+
+
+def precheck(source, destinations, domains, **options):
+    args = {"destinations": destinations, "domains": domains,
+            "migration_addresses": {d: MIGRATION[d] for d in destinations}}
+    args.update(options)
+    return run_module(source, MODULE, args)
+
+
+def pair(result, domain, destination):
+    assert result.get("failed") is not True, result.get("msg")
+    return next(r for r in result["results"] if r["domain"] == domain and r["destination"] == destination)
+
+
+def blocked_by(item, name):
+    return [c["detail"] for c in item["checks"] if c["name"] == name and c["verdict"] == "block"]
+
+
+@pytest.fixture(scope="module")
+def guests(lab):
+    made = ["pc-idle", "pc-local", "pc-kvm"]
+    labctl("guest", "define", "hv1", "pc-idle", "--memory", "192", "--start")
+    labctl("guest", "define", "hv1", "pc-local", "--memory", "128", "--disk", "local", "--start")
+    labctl("guest", "define", "hv1", "pc-kvm", "--kind", "firmware", "--memory", "64", "--start")
+    yield made
+    for name in made:
+        labctl("guest", "remove", name)
+
+
+def test_kvm_guest_is_blocked_on_a_tcg_only_destination(guests):
+    if "kvm" not in ssh("hv1", "virsh dumpxml pc-kvm | head -1").stdout:
+        pytest.skip("this machine has no usable KVM: the lab's firmware guest runs under TCG")
+    labctl("kvm", "hv3", "off")
+    try:
+        result = precheck("hv1", ["hv2", "hv3"], ["pc-kvm"], measure_bandwidth=False, dirty_rate_seconds=0)
+    finally:
+        labctl("kvm", "hv3", "on")
+    on_tcg = pair(result, "pc-kvm", "hv3")
+    assert on_tcg["verdict"] == "block"
+    assert any("kvm guests cannot run on hv3" in d for d in blocked_by(on_tcg, "machine")), on_tcg["reasons"]
+    assert pair(result, "pc-kvm", "hv2")["verdict"] in ("ok", "warn")
+    assert where("pc-kvm") == (["hv1"], ["hv1"])
+
+
+def test_destination_without_enough_memory(guests):
+    total = run_module("hv2", "virtops.migration.host_info")["host_info"]["memory_total_mib"]
+    result = precheck("hv1", ["hv2"], ["pc-idle"], reserved_memory_mib=total - 64, measure_bandwidth=False,
+                      dirty_rate_seconds=0)
+    item = pair(result, "pc-idle", "hv2")
+    assert item["verdict"] == "block"
+    assert blocked_by(item, "capacity_memory")[0].startswith("not enough memory")
+
+
+def test_local_disk_needs_a_pool_on_the_destination_or_copy_storage(guests):
+    result = precheck("hv1", ["hv2"], ["pc-local"], measure_bandwidth=False, dirty_rate_seconds=0)
+    assert "has no storage pool for /var/lib/libvirt/images" in blocked_by(pair(result, "pc-local", "hv2"), "storage")[0]
+    ssh("hv2", "virsh -q pool-define-as pc-images dir --target /var/lib/libvirt/images && virsh -q pool-start pc-images")
+    try:
+        result = precheck("hv1", ["hv2"], ["pc-local"], measure_bandwidth=False, dirty_rate_seconds=0)
+        storage = [c for c in pair(result, "pc-local", "hv2")["checks"] if c["name"] == "storage"]
+        assert storage[0]["verdict"] == "ok" and "pool pc-images" in storage[0]["detail"]
+        no_copy = precheck("hv1", ["hv2"], ["pc-local"], copy_storage="none", measure_bandwidth=False,
+                           dirty_rate_seconds=0)
+        assert "copy_storage is none" in blocked_by(pair(no_copy, "pc-local", "hv2"), "storage")[0]
+    finally:
+        ssh("hv2", "virsh -q pool-destroy pc-images; virsh -q pool-undefine pc-images")
+
+
+def test_a_device_that_cannot_move_blocks_live_migration(lab):
+    labctl("guest", "define", "hv1", "pc-shmem", "--memory", "128")
+    try:
+        ssh("hv1", "virsh dumpxml pc-shmem | sed \"s#</devices>#<shmem name='pc0'><model type='ivshmem-plain'/>"
+                   "<size unit='M'>4</size></shmem></devices>#\" > /tmp/pc-shmem.xml && virsh -q define /tmp/pc-shmem.xml "
+                   "&& virsh -q start pc-shmem")
+        result = precheck("hv1", ["hv2"], ["pc-shmem"], measure_bandwidth=False, dirty_rate_seconds=0)
+        item = pair(result, "pc-shmem", "hv2")
+        assert item["verdict"] == "block"
+        assert blocked_by(item, "devices") == ["cannot migrate live with shared memory device (ivshmem)"]
+        assert where("pc-shmem") == (["hv1"], ["hv1"])
+    finally:
+        labctl("guest", "remove", "pc-shmem")
+
+
+def start_iperf3(host):
+    ssh(host, "iperf3 --server --one-off --daemon --port 5201 --bind %s" % MIGRATION[host])
+    time.sleep(0.3)
+
+
+def test_shaped_link_non_convergence_predicted_and_convergence_timed(guests):
+    labctl("guest", "define", "hv1", "pc-dirty", "--memory", "256", "--dirty-mib", "160", "--dirty-rate", "64",
+           "--start")
+    labctl("shape", "hv1", "200")
+    try:
+        wait_for(lambda: "virtops-heartbeat 2" in ssh("hv1", "cat /var/log/libvirt/qemu/pc-dirty.serial.log").stdout,
+                 90, "pc-dirty to boot")
+        start_iperf3("hv2")
+        result = precheck("hv1", ["hv2"], ["pc-dirty", "pc-idle"])
+        dirty, idle = pair(result, "pc-dirty", "hv2"), pair(result, "pc-idle", "hv2")
+        bandwidth = result["bandwidth"]["hv2"]
+        assert 15 <= bandwidth <= 26, "a 200 Mbit/s link measured %s MiB/s" % bandwidth
+        assert dirty["verdict"] == "block" and dirty["converges"] is False
+        assert any(r.startswith("will not converge") for r in dirty["reasons"])
+        assert idle["converges"] is True and idle["predicted_seconds"]
+        started = time.monotonic()
+        ssh("hv1", "virsh migrate --live --p2p --tls --persistent --undefinesource pc-idle qemu+tls://hv2/system "
+                   "tcp://%s" % MIGRATION["hv2"], timeout=300)
+        measured = time.monotonic() - started
+        print("pc-idle over a 200 Mbit/s link: predicted %.1f s, measured %.1f s (bandwidth %.1f MiB/s)" % (
+            idle["predicted_seconds"], measured, bandwidth))
+        assert abs(idle["predicted_seconds"] - measured) <= 0.25 * measured
+        assert where("pc-idle") == (["hv2"], ["hv2"])
+        assert where("pc-dirty") == (["hv1"], ["hv1"])
+    finally:
+        labctl("shape", "hv1", "0")
+        labctl("guest", "remove", "pc-dirty")
+    ssh("hv2", "virsh migrate --live --p2p --tls --persistent --undefinesource pc-idle qemu+tls://hv1/system "
+               "tcp://%s" % MIGRATION["hv1"], timeout=300)
+
+
+def certificate(names, addresses, days_valid):
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    san = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "other CA")]))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=30))
+               .not_valid_after(now + datetime.timedelta(days=days_valid))
+               .add_extension(x509.SubjectAlternativeName(san), critical=False))
+    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.PEM).decode()
+
+
+def replaced(host, path, pem):
+    """Put a certificate in place of the host's, keeping the original aside."""
+    ssh(host, "cp -p %s %s.pc-orig && cat > %s <<'PEM'\n%sPEM" % (path, path, path, pem))
+
+
+def restore(host, path):
+    ssh(host, "mv -f %s.pc-orig %s" % (path, path))
+
+
+def test_expired_certificate_and_one_without_the_migration_address(guests):
+    facts = {h: run_module(h, "virtops.migration.host_info")["host_info"] for h in ("hv2",)}
+    ok = precheck("hv1", ["hv2"], ["pc-idle"], destination_facts=facts, measure_bandwidth=False, dirty_rate_seconds=0)
+    assert not [c for c in pair(ok, "pc-idle", "hv2")["checks"] if c["name"] == "certificates" and c["verdict"] != "ok"]
+
+    replaced("hv1", "/etc/pki/qemu/client-cert.pem", certificate(["hv1"], ["198.18.1.11"], days_valid=-1))
+    try:
+        result = precheck("hv1", ["hv2"], ["pc-idle"], destination_facts=facts, measure_bandwidth=False,
+                          dirty_rate_seconds=0)
+    finally:
+        restore("hv1", "/etc/pki/qemu/client-cert.pem")
+    expired = blocked_by(pair(result, "pc-idle", "hv2"), "certificates")
+    assert expired and "this host's qemu_client certificate is not valid now" in expired[0]
+
+    replaced("hv2", "/etc/pki/qemu/server-cert.pem", certificate(["hv2", "hv2.lab.test"], ["198.18.0.12"], 365))
+    try:
+        facts = {"hv2": run_module("hv2", "virtops.migration.host_info")["host_info"]}
+        result = precheck("hv1", ["hv2"], ["pc-idle"], destination_facts=facts, measure_bandwidth=False,
+                          dirty_rate_seconds=0)
+    finally:
+        restore("hv2", "/etc/pki/qemu/server-cert.pem")
+    unnamed = blocked_by(pair(result, "pc-idle", "hv2"), "certificates")
+    assert unnamed and "does not name the migration address 198.18.1.12" in unnamed[0]
+    assert where("pc-idle") == (["hv1"], ["hv1"])
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"destinations": ["hv2"], "domains": ["no-such-domain"]}, "no domain named 'no-such-domain'"),
+    ({"destinations": ["hv1"]}, "is this host"),
+    ({"destinations": ["no;such"]}, "host"),
+    ({"destinations": ["unknown-host.invalid"]}, "cannot resolve"),
+    ({"destinations": ["198.18.0.99"], "connect_timeout": 2}, "no candidate destination could be reached"),
+    ({"destinations": ["hv2"], "memory_overcommit": -1}, "memory_overcommit must be positive"),
+])
+def test_bad_input_fails_clearly(guests, args, message):
+    result = run_module("hv1", MODULE, dict(args, measure_bandwidth=False, dirty_rate_seconds=0))
+    assert result.get("failed") is True
+    assert message in result["msg"], result["msg"]
+
+
+def test_one_unreachable_destination_blocks_only_its_pairs(guests):
+    result = run_module("hv1", MODULE, {"destinations": ["hv2", "198.18.0.99"], "domains": ["pc-idle"],
+                                        "connect_timeout": 2, "measure_bandwidth": False, "dirty_rate_seconds": 0})
+    assert pair(result, "pc-idle", "198.18.0.99")["verdict"] == "block"
+    assert "cannot reach 198.18.0.99" in pair(result, "pc-idle", "198.18.0.99")["reasons"][0]
+    assert pair(result, "pc-idle", "hv2")["verdict"] in ("ok", "warn")
