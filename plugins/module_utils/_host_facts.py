@@ -238,6 +238,7 @@ def domain_facts(dom, mounts, inventory_labels=None):
         "persistent": persistent,
         "autostart": bool(call("reading autostart of %s" % name, dom.autostart)) if persistent else False,
         "memory_mib": info[1] // 1024,
+        "memory_resident_mib": guest_resident_mib(name, info[1] // 1024) if status.active else None,
         "vcpus": info[3],
         "virt_type": description.virt_type,
         "arch": description.arch,
@@ -251,6 +252,34 @@ def domain_facts(dom, mounts, inventory_labels=None):
         "label_problems": problems,
         "dirty_rate_mib_s": None,
     }
+
+
+def parse_guest_ram_rss(smaps_text, memory_kib):
+    """Resident KiB of the guest's RAM in a QEMU process's smaps, or None when not found.
+
+    The guest RAM is the one anonymous mapping whose size is the guest's memory. Pages the
+    guest never touched are not resident there, and a migration sends them as zero pages,
+    nearly free: the resident size is what a first pass really sends.
+    """
+    size = None
+    for line in smaps_text.splitlines():
+        if line.startswith("Size:"):
+            size = int(line.split()[1])
+        elif line.startswith("Rss:") and size == memory_kib:
+            return int(line.split()[1])
+    return None
+
+
+def guest_resident_mib(name, memory_mib, run_dir="/run/libvirt/qemu"):
+    """Resident guest RAM of a running domain of this host (its QEMU's smaps), or None."""
+    try:
+        with open(os.path.join(run_dir, name + ".pid")) as handle:
+            pid = int(handle.read().strip())
+        with open("/proc/%d/smaps" % pid) as handle:
+            rss = parse_guest_ram_rss(handle.read(), memory_mib * 1024)
+    except (OSError, ValueError):
+        return None
+    return None if rss is None else rss // 1024
 
 
 def _domain_metadata(dom):

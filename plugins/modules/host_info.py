@@ -163,6 +163,11 @@ host_info:
         memory_mib:
           description: Maximum memory of the domain.
           type: int
+        memory_resident_mib:
+          description:
+            - Guest memory resident on the host (read from its QEMU process), what a migration's first pass
+              really sends (untouched pages go as zero pages); null when the domain is not running here.
+          type: int
         vcpus:
           description: vCPUs of the domain.
           type: int

@@ -114,3 +114,25 @@ def test_certificates_that_are_missing_or_unreadable_say_so(tmp_path):
 @pytest.mark.parametrize("number, text", [(9000000, "9.0.0"), (7002001, "7.2.1"), (10010012, "10.10.12")])
 def test_versions_as_libvirt_encodes_them(number, text):
     assert facts._version(number) == text
+
+
+SMAPS = """55d4c1a00000-55d4c1c00000 r-xp 00000000 fe:01 123 /usr/bin/qemu-system-x86_64
+Size:               2048 kB
+Rss:                1024 kB
+7f5ca7e00000-7f5cb3e00000 rw-p 00000000 00:00 0
+Size:             196608 kB
+KernelPageSize:        4 kB
+Rss:               79872 kB
+7f5cb4000000-7f5cf3fff000 rwxp 00000000 00:00 0
+Size:            1048572 kB
+Rss:                2048 kB
+"""
+
+
+def test_resident_guest_ram_is_the_mapping_of_the_guests_size():
+    assert facts.parse_guest_ram_rss(SMAPS, 192 * 1024) == 79872
+    assert facts.parse_guest_ram_rss(SMAPS, 256 * 1024) is None
+
+
+def test_resident_guest_ram_of_a_domain_not_running_here_is_unknown(tmp_path):
+    assert facts.guest_resident_mib("nope", 192, run_dir=str(tmp_path)) is None

@@ -135,3 +135,12 @@ def test_host_model_cpu_becomes_a_custom_definition_the_destination_can_compare(
     assert xml.startswith('<cpu mode="custom" match="exact"><model fallback="forbid">EPYC-Rome</model>')
     assert '<feature policy="disable" name="arch-capabilities" />' in xml
     assert checks.host_model_cpu_xml("<domainCapabilities><cpu/></domainCapabilities>") is None
+
+
+def test_prediction_sends_the_resident_memory_not_the_whole_guest():
+    ladder = checks.ladder_from(LADDER)
+    whole = checks.prediction({"memory_mib": 1024, "state": "running"}, 0.0, 100.0, ladder, 0.0, "live")[1]
+    resident = checks.prediction({"memory_mib": 1024, "memory_resident_mib": 256, "state": "running"}, 0.0, 100.0,
+                                 ladder, 0.0, "live")
+    assert resident[1]["seconds"] < whole["seconds"]
+    assert "256 MiB resident" in resident[0]["detail"]
