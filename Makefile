@@ -19,11 +19,12 @@ DEB_PACKAGES := debootstrap systemd-container iproute2 openssh-client busybox-st
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.tmp/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup packages venv collection lab-up lab-down lab-status demo test unit sanity lint integration
+.PHONY: help setup packages venv collection lab-up lab-down lab-status demo test unit sanity lint integration bench
 
 help:
 	@echo "make demo        set up, bring the lab up and run the collection's main job on it"
 	@echo "make test        set up and run every test (unit, sanity, lint, lab integration, molecule)"
+	@echo "make bench       benchmarks (tables; the lab ones need a prepared lab)"
 	@echo "make lab-up | lab-down | lab-status"
 
 setup: packages venv collection
@@ -75,3 +76,11 @@ lint: setup
 
 integration: setup
 	tests/run-all integration
+
+# Performance lives here, as tables, never in timed tests (bench/README.md).
+bench: setup
+	$(BIN)/python bench/bench_plan.py
+	$(LABCTL) up
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/prepare_hosts.yml
+	$(BIN)/python bench/bench_precheck.py
+	$(BIN)/python bench/migrate_bench.py
