@@ -74,18 +74,22 @@ def test_destination_without_enough_memory(guests):
 
 
 def test_local_disk_needs_a_pool_on_the_destination_or_copy_storage(guests):
+    # Prepared hosts have a pool for /var/lib/libvirt/images (the hypervisor role).
     result = precheck("hv1", ["hv2"], ["pc-local"], measure_bandwidth=False, dirty_rate_seconds=0)
-    assert "has no storage pool for /var/lib/libvirt/images" in blocked_by(pair(result, "pc-local", "hv2"), "storage")[0]
-    ssh("hv2", "virsh -q pool-define-as pc-images dir --target /var/lib/libvirt/images && virsh -q pool-start pc-images")
+    storage = [c for c in pair(result, "pc-local", "hv2")["checks"] if c["name"] == "storage"]
+    assert storage[0]["verdict"] == "ok" and "libvirt creates it in pool images" in storage[0]["detail"]
+    no_copy = precheck("hv1", ["hv2"], ["pc-local"], copy_storage="none", measure_bandwidth=False,
+                       dirty_rate_seconds=0)
+    assert "copy_storage is none" in blocked_by(pair(no_copy, "pc-local", "hv2"), "storage")[0]
+    ssh("hv2", "virsh -q pool-dumpxml images > /tmp/images-pool.xml && virsh -q pool-destroy images && "
+               "virsh -q pool-undefine images")
     try:
         result = precheck("hv1", ["hv2"], ["pc-local"], measure_bandwidth=False, dirty_rate_seconds=0)
-        storage = [c for c in pair(result, "pc-local", "hv2")["checks"] if c["name"] == "storage"]
-        assert storage[0]["verdict"] == "ok" and "pool pc-images" in storage[0]["detail"]
-        no_copy = precheck("hv1", ["hv2"], ["pc-local"], copy_storage="none", measure_bandwidth=False,
-                           dirty_rate_seconds=0)
-        assert "copy_storage is none" in blocked_by(pair(no_copy, "pc-local", "hv2"), "storage")[0]
+        assert "has no storage pool for /var/lib/libvirt/images" in blocked_by(
+            pair(result, "pc-local", "hv2"), "storage")[0]
     finally:
-        ssh("hv2", "virsh -q pool-destroy pc-images; virsh -q pool-undefine pc-images")
+        ssh("hv2", "virsh -q pool-define /tmp/images-pool.xml && virsh -q pool-autostart images && "
+                   "virsh -q pool-start images")
 
 
 def test_a_device_that_cannot_move_blocks_live_migration(lab):
