@@ -1,0 +1,127 @@
+"""Benchmark: virtops.migration.migrate against a plain `virsh migrate` with the same flags.
+
+On the lab (prepared hosts), one idle guest is moved back and forth between two hosts,
+alternately by virsh and by the module, with the same flags
+(--live --p2p --tls --persistent --undefinesource --abort-on-error). Reported:
+
+- end to end, from the control node: `ansible HOST -m virtops.migration.migrate` against
+  `ssh HOST virsh migrate ...` (wall seconds), and their ratio;
+- on the host: the module's own time (timings.module_s: pre-checks, the migration and
+  reading the results) against virsh's run time, and their ratio;
+- the migration job itself as libvirt measured it (total and downtime, completed job
+  statistics on the destination) for both, so one can see that the job is the same.
+
+Usage: .venv/bin/python bench/migrate_bench.py [--rounds N] [--hosts hv1 hv2] [--memory MiB]
+Results go to bench/results/migrate-TIMESTAMP.json (not committed).
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration", "migrate"))
+
+from conftest import lab_status, ssh, wait_for  # noqa: E402
+from migrate_helpers import guest, heartbeats, link_collection, migrate, remove_guest, tls_ready, unique  # noqa: E402
+
+VIRSH_FLAGS = "--live --p2p --tls --persistent --undefinesource --abort-on-error"
+
+
+def completed_job(host, name):
+    """Time elapsed and downtime (ms) from `virsh domjobinfo --completed` on the destination."""
+    out = ssh(host, "virsh domjobinfo --completed %s" % name).stdout
+    values = {}
+    for key, label in (("total_ms", "Time elapsed"), ("downtime_ms", "Total downtime")):
+        match = re.search(r"^%s:\s+(\d+)\s+ms" % label, out, re.M)
+        values[key] = int(match.group(1)) if match else None
+    return values
+
+
+def virsh_migrate(src, dst, name):
+    script = ('s=$(date +%%s.%%N); virsh migrate %s %s qemu+tls://%s/system >/dev/null; rc=$?; '
+              'e=$(date +%%s.%%N); echo "$rc $s $e"' % (VIRSH_FLAGS, name, dst))
+    started = time.monotonic()
+    out = ssh(src, script, timeout=600).stdout.split()
+    wall = time.monotonic() - started
+    rc, begin, end = int(out[0]), float(out[1]), float(out[2])
+    if rc != 0:
+        raise SystemExit("virsh migrate from %s to %s failed" % (src, dst))
+    job = completed_job(dst, name)
+    return dict(tool="virsh", src=src, dst=dst, wall_s=wall, on_host_s=end - begin, **job)
+
+
+def module_migrate(src, dst, name):
+    result, wall = migrate(src, name=name, destination=dst)
+    if result.get("failed") or not result.get("changed"):
+        raise SystemExit("the module did not migrate %s from %s to %s: %s" % (name, src, dst, result.get("msg")))
+    return dict(tool="module", src=src, dst=dst, wall_s=wall, on_host_s=result["timings"]["module_s"],
+                total_ms=result["timings"]["total_ms"], downtime_ms=result["timings"]["downtime_ms"],
+                flags=result["plan"]["flags"])
+
+
+def median(runs, key):
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
+    parser.add_argument("--rounds", type=int, default=3, help="round trips (each: one virsh, one module run)")
+    parser.add_argument("--hosts", nargs=2, default=["hv1", "hv2"])
+    parser.add_argument("--memory", type=int, default=256, help="guest memory, MiB")
+    args = parser.parse_args()
+
+    if not lab_status()["up"]:
+        raise SystemExit("the lab is not up (lab/labctl up)")
+    link_collection()
+    ok, why = tls_ready()
+    if not ok:
+        raise SystemExit("the hosts are not prepared for migration (playbooks/prepare_hosts.yml): %s" % why)
+
+    a, b = args.hosts
+    name = guest(a, unique("bench"), memory=args.memory)
+    runs = []
+    try:
+        wait_for(lambda: heartbeats(a, name), 60, "the guest to boot")
+        # Warm-up: one move each way, not counted (first TLS handshakes, page cache).
+        runs_warm = [virsh_migrate(a, b, name), module_migrate(b, a, name)]
+        for _round in range(args.rounds):
+            # A -> B -> A -> B -> A: each tool moves the guest both ways, and each goes first once.
+            runs.append(virsh_migrate(a, b, name))
+            runs.append(module_migrate(b, a, name))
+            runs.append(module_migrate(a, b, name))
+            runs.append(virsh_migrate(b, a, name))
+    finally:
+        remove_guest(name)
+
+    virsh_runs = [r for r in runs if r["tool"] == "virsh"]
+    module_runs = [r for r in runs if r["tool"] == "module"]
+    summary = dict(
+        guest_memory_mib=args.memory,
+        runs_per_tool=len(virsh_runs),
+        virsh_flags=VIRSH_FLAGS,
+        module_flags=module_runs[0]["flags"],
+        virsh=dict(wall_s=median(virsh_runs, "wall_s"), on_host_s=median(virsh_runs, "on_host_s"),
+                   job_total_ms=median(virsh_runs, "total_ms"), downtime_ms=median(virsh_runs, "downtime_ms")),
+        module=dict(wall_s=median(module_runs, "wall_s"), on_host_s=median(module_runs, "on_host_s"),
+                    job_total_ms=median(module_runs, "total_ms"), downtime_ms=median(module_runs, "downtime_ms")),
+    )
+    summary["ratio_end_to_end"] = round(summary["module"]["wall_s"] / summary["virsh"]["wall_s"], 2)
+    summary["ratio_on_host"] = round(summary["module"]["on_host_s"] / summary["virsh"]["on_host_s"], 2)
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    path = os.path.join(HERE, "results", "migrate-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
+    with open(path, "w") as handle:
+        json.dump(dict(summary=summary, runs=runs, warm_up=runs_warm), handle, indent=2)
+    print(json.dumps(summary, indent=2))
+    print("runs: %s" % path)
+
+
+if __name__ == "__main__":
+    main()
