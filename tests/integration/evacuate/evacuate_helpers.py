@@ -1,0 +1,272 @@
+"""Helpers for the evacuation's lab tests: the playbooks run as a user runs them, and a
+watcher that polls virsh on every host while they run.
+
+Outcomes are checked with virsh on each host over SSH, never with the collection's code.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from conftest import ADDRESSES, HYPERVISORS, INVENTORY, KNOWN_HOSTS, REPO, SSH_KEY, ansible_env, labctl, ssh
+
+ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
+JOURNAL_DIR = "/var/lib/virtops-migration/evacuations"
+MAINTENANCE = "/var/lib/virtops-migration/maintenance"
+PREFIX = "ev-"
+# An iperf3 port of its own: other engineers' pre-checks use 5201.
+IPERF3_PORT = 5211
+
+
+def playbook_argv(name, extra, check=False):
+    argv = [ANSIBLE_PLAYBOOK, "-i", INVENTORY, os.path.join(REPO, "playbooks", name), "-e", json.dumps(extra)]
+    if check:
+        argv.append("--check")
+    return argv
+
+
+def run_playbook(name, extra, check=False, timeout=1800):
+    """Run a playbook with the JSON callback; return (rc, report dict, wall seconds)."""
+    started = time.monotonic()
+    proc = subprocess.run(playbook_argv(name, extra, check), capture_output=True, text=True, env=ansible_env(),
+                          timeout=timeout, check=False)
+    wall = time.monotonic() - started
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("ansible-playbook printed no JSON (rc %d): %s%s" % (
+            proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
+    return proc.returncode, report, wall
+
+
+def start_playbook(name, extra):
+    """Start a playbook in a process group of its own (so that a test can kill it)."""
+    return subprocess.Popen(playbook_argv(name, extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ansible_env(), start_new_session=True)
+
+
+def descendants(pid):
+    """Every process below ``pid``, from /proc (Ansible's workers run in sessions of their own)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_playbook(proc):
+    """SIGKILL a playbook started by start_playbook, with its worker processes."""
+    tree = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.communicate(timeout=60)
+
+
+def task_results(report, task_name, host):
+    """Every result of the tasks named ``task_name`` for ``host``, in run order."""
+    out = []
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"] == task_name and host in task["hosts"]:
+                out.append(task["hosts"][host])
+    return out
+
+
+def failure_messages(report):
+    msgs = []
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                if result.get("failed") and not result.get("ignore_errors"):
+                    msgs.append("%s %s: %s" % (host, task["task"]["name"], result.get("msg")))
+    return msgs
+
+
+def stats(report, host):
+    return report["stats"].get(host, {})
+
+
+def journal(host, evacuation_id):
+    out = ssh(host, "cat %s/%s.json 2>/dev/null || true" % (JOURNAL_DIR, evacuation_id), check=False).stdout
+    return json.loads(out) if out.strip() else None
+
+
+def maintenance(host):
+    return ssh(host, "cat %s 2>/dev/null || true" % MAINTENANCE, check=False).stdout.strip() or None
+
+
+def listing(host):
+    """(running, paused, persistent) names of our guests, from the host's own virsh."""
+    out = ssh(host, "virsh -q list --state-running --name; echo ---; virsh -q list --state-paused --name; echo ---; "
+                    "virsh -q list --all --persistent --name", check=False, timeout=60).stdout
+    parts = (out.split("---") + ["", "", ""])[:3]
+    return tuple(set(n for n in part.split() if n.startswith(PREFIX)) for part in parts)
+
+
+def placement():
+    """{guest: (running hosts, persistent hosts)} over every hypervisor."""
+    out = {}
+    for host in HYPERVISORS:
+        running, _paused, persistent = listing(host)
+        for name in running | persistent:
+            entry = out.setdefault(name, ([], []))
+            if name in running:
+                entry[0].append(host)
+            if name in persistent:
+                entry[1].append(host)
+    return out
+
+
+def ensure_images_pools():
+    """A transient storage pool for /var/lib/libvirt/images on each host that has none: libvirt creates a
+    copied local disk only inside a pool. Returns the hosts where one was made."""
+    made = []
+    for host in HYPERVISORS:
+        had = ssh(host, "for p in $(virsh -q pool-list --all --name); do virsh pool-dumpxml $p | "
+                        "grep -q '<path>/var/lib/libvirt/images</path>' && echo yes; done; true").stdout
+        if "yes" not in had:
+            ssh(host, "virsh pool-create-as ev-test-images dir --target /var/lib/libvirt/images")
+            made.append(host)
+    return made
+
+
+def remove_images_pools(hosts):
+    for host in hosts:
+        ssh(host, "virsh pool-destroy ev-test-images", check=False)
+
+
+MAINTENANCE_REASON = "virtops evacuate lab test"
+
+
+def clean_host_state(evacuation_ids):
+    """Remove our journals, abort requests and the maintenance marker our tests set (no one else's)."""
+    for host in HYPERVISORS:
+        files = " ".join("%s/%s.*" % (JOURNAL_DIR, i) for i in evacuation_ids)
+        ssh(host, "rm -f %s; grep -qs '%s' %s && rm -f %s; true" % (files, MAINTENANCE_REASON, MAINTENANCE,
+                                                                    MAINTENANCE), check=False)
+
+
+def guest(host, name, **options):
+    argv = ["guest", "define", host, name]
+    for key, value in options.items():
+        if key == "label":
+            for label in value:
+                argv += ["--label", label]
+        else:
+            argv += ["--" + key.replace("_", "-"), str(value)]
+    argv.append("--start")
+    labctl(*argv)
+    return name
+
+
+def heartbeats(host, name):
+    out = ssh(host, "grep -ao 'virtops-heartbeat [0-9]*' /var/log/libvirt/qemu/%s.serial.log 2>/dev/null | "
+                    "tail -n 3 || true" % name, check=False).stdout.split()
+    return [int(x) for x in out if x.isdigit()]
+
+
+def boots(host, name):
+    out = ssh(host, "grep -ac virtops-guest-up /var/log/libvirt/qemu/%s.serial.log 2>/dev/null || true" % name,
+              check=False).stdout.strip()
+    return int(out or 0)
+
+
+class Watcher(threading.Thread):
+    """Polls virsh on every hypervisor about every ``interval`` seconds while an evacuation runs.
+
+    At each poll the three hosts are listed at the same instant (one SSH session each, over a
+    shared connection, in parallel), and for each guest:
+    - it runs (state running) on at most one host, and on exactly one unless it is paused on a
+      host (the switch-over of a live migration, when the source has stopped its vCPUs and the
+      destination has not started them yet) or it is allowed to be down (``may_stop``: guests
+      moved cold or shut down in place by their policy);
+    - it is persistent on at most one host.
+    Every violation is kept with its poll for the report.
+    """
+
+    def __init__(self, guests, may_stop=(), interval=0.5):
+        super().__init__(name="virsh-watcher", daemon=True)
+        self.guests = set(guests)
+        self.may_stop = set(may_stop)
+        self.interval = interval
+        self.stop_event = threading.Event()
+        self.polls = 0
+        self.violations = []
+        self.switchovers = 0
+        self.errors = []
+        self.control = "/tmp/ev-watch-%d-%%h" % os.getpid()
+
+    def _list(self, host, out):
+        argv = ["ssh", "-i", SSH_KEY, "-o", "UserKnownHostsFile=" + KNOWN_HOSTS, "-o", "StrictHostKeyChecking=yes",
+                "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "-o", "ControlMaster=auto",
+                "-o", "ControlPath=" + self.control, "-o", "ControlPersist=60", "root@" + ADDRESSES[host],
+                "virsh -q list --state-running --name; echo ---; virsh -q list --state-paused --name; echo ---; "
+                "virsh -q list --all --persistent --name"]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            out[host] = None
+            self.errors.append("%s: %s" % (host, proc.stderr.strip()))
+            return
+        parts = (proc.stdout.split("---") + ["", "", ""])[:3]
+        out[host] = tuple(set(part.split()) for part in parts)
+
+    def poll(self):
+        out = {}
+        threads = [threading.Thread(target=self._list, args=(host, out)) for host in HYPERVISORS]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if any(out.get(h) is None for h in HYPERVISORS):
+            return
+        self.polls += 1
+        for name in self.guests:
+            running = [h for h in HYPERVISORS if name in out[h][0]]
+            paused = [h for h in HYPERVISORS if name in out[h][1]]
+            persistent = [h for h in HYPERVISORS if name in out[h][2]]
+            problem = None
+            if len(running) > 1:
+                problem = "runs on %s" % running
+            elif not running and not paused and name not in self.may_stop:
+                problem = "runs nowhere"
+            elif len(persistent) > 1:
+                problem = "persistent on %s" % persistent
+            if not running and paused:
+                self.switchovers += 1
+            if problem:
+                self.violations.append(dict(at=time.time(), guest=name, problem=problem, running=running,
+                                            paused=paused, persistent=persistent))
+
+    def run(self):
+        while not self.stop_event.is_set():
+            started = time.monotonic()
+            try:
+                self.poll()
+            except subprocess.TimeoutExpired as err:
+                self.errors.append(str(err))
+            self.stop_event.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(timeout=120)
+        for host in HYPERVISORS:
+            subprocess.run(["ssh", "-o", "ControlPath=" + self.control, "-O", "exit", "root@" + ADDRESSES[host]],
+                           capture_output=True, check=False)

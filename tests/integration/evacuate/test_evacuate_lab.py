@@ -1,0 +1,328 @@
+"""playbooks/evacuate_host.yml, restore_host.yml and rolling_upgrade.yml on the lab.
+
+One fleet of small TCG guests (named ev-*) lives on hv1 for the whole module; the tests run
+in order, each leaving the fleet where the next expects it:
+
+1. check mode prints the plan and changes nothing; a plan without the capacity stops before
+   anything moves, with the reasons;
+2. the evacuation is killed mid-way (the playbook and the module on the host) and resumed,
+   while a watcher polls virsh on every host: every guest runs on exactly one host and is
+   persistent on at most one, at every poll;
+3. re-running after success changes nothing;
+4. restore brings every guest back;
+5. an abort cancels the in-flight pre-copy migration and starts nothing new;
+6. a rolling upgrade over the three hosts completes with every guest running.
+
+Outcomes are read with virsh on each host (evacuate_helpers), never with the collection.
+Other engineers' guests are never touched: every run is limited to ^ev- domains.
+"""
+
+import json
+import os
+import time
+
+import pytest
+
+from conftest import HYPERVISORS, labctl, ssh, wait_for
+from evacuate_helpers import (
+    IPERF3_PORT,
+    MAINTENANCE_REASON,
+    Watcher,
+    boots,
+    clean_host_state,
+    ensure_images_pools,
+    failure_messages,
+    guest,
+    heartbeats,
+    journal,
+    kill_playbook,
+    maintenance,
+    placement,
+    remove_images_pools,
+    run_playbook,
+    start_playbook,
+    task_results,
+)
+
+FLEET = {
+    "ev-idle-shared": dict(memory=128, disk="shared"),
+    "ev-idle-local": dict(memory=128, disk="local"),
+    "ev-dirty-shared": dict(memory=192, disk="shared", dirty_mib=48, dirty_rate=24),
+    "ev-dirty-none": dict(memory=192, disk="none", dirty_mib=64, dirty_rate=32),
+    "ev-aa-1": dict(memory=128, disk="none", label=["anti_affinity=ev-pair"]),
+    "ev-aa-2": dict(memory=128, disk="none", label=["anti_affinity=ev-pair"]),
+    "ev-cold": dict(memory=128, disk="none", label=["do_not_migrate=cold"]),
+    "ev-off": dict(memory=128, disk="none", label=["do_not_migrate=shutdown"]),
+}
+LIVE = sorted(n for n, o in FLEET.items() if not any(lab.startswith("do_not_migrate") for lab in o.get("label", [])))
+BUSY = "ev-busy"
+IDS = ["ev-check", "ev-full", "ev-evac", "ev-abort"] + ["rolling-upgrade-%s" % h for h in HYPERVISORS]
+
+
+@pytest.fixture(scope="module")
+def fleet(lab, tmp_path_factory):
+    proc = ssh("hv1", "virsh -c qemu+tls://hv2/system -q list --all >/dev/null", check=False, timeout=60)
+    if proc.returncode != 0:
+        pytest.fail("the lab hosts are not prepared for migration (playbooks/prepare_hosts.yml): %s" % proc.stderr)
+    for name in list(FLEET) + [BUSY]:
+        labctl("guest", "remove", name, check=False)
+    clean_host_state(IDS)
+    pools = ensure_images_pools()
+    control = str(tmp_path_factory.mktemp("control"))
+    try:
+        for name, options in FLEET.items():
+            guest("hv1", name, **options)
+        for name in FLEET:
+            wait_for(lambda n=name: heartbeats("hv1", n), 120, "%s to boot" % name)
+        yield dict(control=control)
+    finally:
+        for name in list(FLEET) + [BUSY]:
+            labctl("guest", "remove", name, check=False)
+        clean_host_state(IDS)
+        remove_images_pools(pools)
+
+
+def base(fleet, **extra):
+    out = dict(evacuate_host="hv1", evacuate_domain_pattern="^ev-", evacuate_control_dir=fleet["control"],
+               evacuate_iperf3_port=IPERF3_PORT, evacuate_progress_interval=2, evacuate_shutdown_timeout=60,
+               evacuate_maintenance_reason=MAINTENANCE_REASON)
+    out.update(extra)
+    return out
+
+
+def all_on(host, names):
+    now = placement()
+    return all(now.get(n) == ([host], [host]) for n in names)
+
+
+def assert_each_runs_once(names, may_stop=()):
+    now = placement()
+    for name in names:
+        running, persistent = now.get(name, ([], []))
+        assert len(persistent) == 1, "%s is persistent on %s" % (name, persistent)
+        if name not in may_stop:
+            assert len(running) == 1, "%s runs on %s" % (name, running)
+
+
+def evacuate_result(report, host="hv1"):
+    results = task_results(report, "Wait for the evacuation's result", host)
+    return results[-1] if results else None
+
+
+# --- 1. dry run, and a plan that cannot empty the host ----------------------------------------
+
+def test_check_mode_prints_the_plan_and_changes_nothing(fleet):
+    before = placement()
+    rc, report, wall = run_playbook("evacuate_host.yml", base(fleet, evacuate_id="ev-check"), check=True)
+    assert rc == 0, failure_messages(report)
+    plan = task_results(report, "Plan the evacuation", "hv1")[0]
+    assert plan["can_empty"], plan["summary"]
+    modes = dict((m["domain"], m["mode"]) for m in plan["moves"])
+    assert modes == dict([(n, "live") for n in LIVE] + [("ev-cold", "cold"), ("ev-off", "shutdown")])
+    dest = dict((m["domain"], m["destination"]) for m in plan["moves"])
+    assert dest["ev-aa-1"] != dest["ev-aa-2"] and {dest["ev-aa-1"], dest["ev-aa-2"]} == {"hv2", "hv3"}
+    shown = task_results(report, "Show the plan", "hv1")[0]["msg"]
+    assert any("ev-aa-1" in line for line in shown)
+    assert task_results(report, "Start the evacuation in the background", "hv1") == []
+    assert placement() == before and maintenance("hv1") is None and journal("hv1", "ev-check") is None
+    print("check mode: %.1f s; plan: %s" % (wall, plan["summary"]))
+
+
+def test_a_plan_without_the_capacity_stops_before_anything_moves(fleet):
+    before = placement()
+    total_mib = int(ssh("hv2", "virsh nodeinfo | awk '/Memory size/ {print int($3/1024)}'").stdout)
+    rc, report, _wall = run_playbook("evacuate_host.yml", base(
+        fleet, evacuate_id="ev-full", evacuate_precheck=False, evacuate_reserved_memory_mib=total_mib))
+    assert rc != 0
+    fail = task_results(report, "Stop before anything moves when the host cannot be emptied", "hv1")[0]
+    assert fail.get("failed") and "cannot be emptied" in fail["msg"] and "nothing was moved" in fail["msg"]
+    assert "memory" in fail["msg"], fail["msg"]
+    assert all(name in fail["msg"] for name in LIVE + ["ev-cold"])
+    assert placement() == before and maintenance("hv1") is None and journal("hv1", "ev-full") is None
+    print("no capacity: %s" % fail["msg"][:600])
+
+
+# --- 2. evacuate: killed mid-way, resumed, watched ---------------------------------------------
+
+def test_evacuation_killed_mid_way_resumes_and_every_guest_always_runs_once(fleet):
+    assert all_on("hv1", FLEET), placement()
+    beats = dict((n, max(heartbeats("hv1", n))) for n in LIVE)
+    watcher = Watcher(FLEET, may_stop={"ev-cold", "ev-off"})
+    watcher.start()
+    try:
+        extra = base(fleet, evacuate_id="ev-evac")
+        started = time.monotonic()
+        proc = start_playbook("evacuate_host.yml", extra)
+
+        def mid_way():
+            state = journal("hv1", "ev-evac")
+            if state and state["phase"] == "running" and state["totals"].get("moved", 0) >= 1 \
+                    and state["totals"].get("in_flight", 0) >= 1:
+                return state
+            assert proc.poll() is None, "the evacuation ended before it could be killed: %s" % proc.communicate()[0][-2000:]
+            return None
+
+        state = wait_for(mid_way, 600, "the evacuation to be mid-way", interval=0.2)
+        killed_at = time.monotonic() - started
+        in_flight = sorted(n for n, r in state["domains"].items() if r["status"] == "in_flight")
+        moved_before = sorted(n for n, r in state["domains"].items() if r["status"] == "moved")
+        kill_playbook(proc)
+        ssh("hv1", "kill -9 %d" % state["runs"][-1]["pid"], check=False)
+        time.sleep(3)
+        left = journal("hv1", "ev-evac")
+        assert left["phase"] == "running"   # the killed run never finished its journal
+        print("killed after %.1f s with %s moved and %s in flight" % (killed_at, moved_before, in_flight))
+        assert_each_runs_once(FLEET, may_stop={"ev-cold", "ev-off"})
+
+        rc, report, wall = run_playbook("evacuate_host.yml", extra)
+        assert rc == 0, failure_messages(report)
+    finally:
+        watcher.stop()
+
+    done = journal("hv1", "ev-evac")
+    assert done["phase"] == "finished" and done["result"] == "completed"
+    statuses = dict((n, r["status"]) for n, r in done["domains"].items())
+    assert statuses == dict([(n, "moved") for n in LIVE + ["ev-cold"]] + [("ev-off", "shut_down")])
+    # Nothing moved twice: each domain has at most one successful attempt, and those the first run had moved
+    # were not touched again.
+    for name, record in done["domains"].items():
+        assert sum(1 for h in record["history"] if h["ok"] and not h.get("adopted")) <= 1, (name, record["history"])
+    for name in moved_before:
+        assert len(done["domains"][name]["history"]) == 1
+    assert len(done["runs"]) >= 3   # the killed run, the settling run, the resumed run
+    # Where they are, as virsh sees it; live-moved guests kept running (no new boot, heartbeat goes on).
+    now = placement()
+    for name in LIVE + ["ev-cold"]:
+        dest = done["domains"][name]["destination"]
+        assert now[name] == ([dest], [dest]), (name, now[name])
+    assert now["ev-off"] == ([], ["hv1"])
+    assert now["ev-aa-1"][0] != now["ev-aa-2"][0]
+    for name in LIVE:
+        host = now[name][0][0]
+        assert boots(host, name) == 0, "%s booted again on %s" % (name, host)
+        wait_for(lambda n=name, h=host: max(heartbeats(h, n) or [0]) > beats[n], 60, "%s's heartbeat on %s" % (name, host))
+    assert maintenance("hv1") and "ev-evac" in maintenance("hv1")
+    assert watcher.polls > 20 and watcher.violations == [], watcher.violations[:10]
+    report_file = os.path.join(fleet["control"], "hv1", "ev-evac.report.json")
+    with open(report_file) as handle:
+        written = json.load(handle)
+    assert written["result"] == "completed" and written["verification_problems"] == []
+    summary = task_results(report, "Report", "hv1")[0]["msg"]
+    print("\n".join(summary))
+    print("resume: %.1f s; watcher: %d polls, %d switch-over polls, %d errors" % (
+        wall, watcher.polls, watcher.switchovers, len(watcher.errors)))
+
+
+def test_rerun_after_success_changes_nothing(fleet):
+    before = placement()
+    rc, report, _wall = run_playbook("evacuate_host.yml", base(fleet, evacuate_id="ev-evac"))
+    assert rc == 0, failure_messages(report)
+    result = evacuate_result(report)
+    assert result["result"] == "completed" and not result["changed"]
+    assert task_results(report, "Plan the evacuation", "hv1")[0]["moves"] == []
+    assert placement() == before
+    assert journal("hv1", "ev-evac")["runs"][-1]["moved"] == 0
+
+
+# --- 4. restore --------------------------------------------------------------------------------
+
+def test_restore_brings_every_guest_back(fleet):
+    rc, report, wall = run_playbook("restore_host.yml", dict(
+        restore_host="hv1", evacuate_id="ev-evac", evacuate_control_dir=fleet["control"]))
+    assert rc == 0, failure_messages(report)
+    assert all_on("hv1", FLEET), placement()
+    assert_each_runs_once(FLEET)
+    assert maintenance("hv1") is None and journal("hv1", "ev-evac") is None
+    print("restore: %.1f s" % wall)
+    again_rc, again, _wall = run_playbook("restore_host.yml", dict(
+        restore_host="hv1", evacuate_id="ev-evac", evacuate_control_dir=fleet["control"]))
+    assert again_rc == 0, failure_messages(again)
+    assert not any(r.get("changed") for r in task_results(again, "Move the evacuated domains back", "hv1"))
+    assert all_on("hv1", FLEET)
+
+
+# --- 5. abort ----------------------------------------------------------------------------------
+
+def test_abort_cancels_the_in_flight_precopy_and_starts_nothing_new(fleet):
+    guest("hv1", BUSY, memory=192, disk="none", dirty_mib=96, dirty_rate=0)
+    try:
+        wait_for(lambda: heartbeats("hv1", BUSY), 120, "%s to boot" % BUSY)
+        names = [BUSY, "ev-idle-shared", "ev-aa-1"]
+        watcher = Watcher(list(FLEET) + [BUSY], may_stop={"ev-off"})
+        watcher.start()
+        try:
+            # Capped at 16 MiB/s, a guest rewriting 96 MiB as fast as it can never converges: it stays in flight.
+            extra = base(fleet, evacuate_id="ev-abort", evacuate_domains=names, evacuate_precheck=False,
+                         evacuate_bandwidth=16, evacuate_max_parallel_per_source=1, evacuate_timeout=900)
+            proc = start_playbook("evacuate_host.yml", extra)
+
+            def busy_in_flight():
+                state = journal("hv1", "ev-abort")
+                record = (state or {}).get("domains", {}).get(BUSY) or {}
+                progress = record.get("progress") or {}
+                assert proc.poll() is None, proc.communicate()[0][-2000:]
+                return record.get("status") == "in_flight" and progress.get("processed_bytes", 0) > 0
+
+            wait_for(busy_in_flight, 300, "the busy guest's migration to run", interval=0.5)
+            records = journal("hv1", "ev-abort")["domains"].values()
+            order = [r["domain"] for r in sorted(records, key=lambda r: r["order"])]
+            assert order[0] == BUSY, order
+            rc, report, wall = run_playbook("evacuate_host.yml", dict(
+                evacuate_host="hv1", evacuate_id="ev-abort", evacuate_abort=True))
+            assert rc == 0, failure_messages(report)
+            out, _err = proc.communicate(timeout=600)
+            assert proc.returncode != 0, "the aborted evacuation's playbook succeeded"
+        finally:
+            watcher.stop()
+        state = journal("hv1", "ev-abort")
+        assert state["result"] == "aborted" and state["abort_requested"]
+        busy = state["domains"][BUSY]
+        assert busy["status"] == "pending" and any("aborted" in n for n in busy["notes"])
+        for name in names[1:]:
+            assert state["domains"][name]["status"] == "pending" and state["domains"][name]["started_at"] is None
+        assert ssh("hv1", "test -e /var/lib/virtops-migration/evacuations/ev-abort.abort", check=False).returncode != 0
+        assert all_on("hv1", list(FLEET) + [BUSY]), placement()
+        before = max(heartbeats("hv1", BUSY))
+        wait_for(lambda: max(heartbeats("hv1", BUSY)) > before, 60, "the busy guest to go on running on hv1")
+        assert watcher.violations == [], watcher.violations[:10]
+        shown = task_results(report, "Show where it stopped", "hv1")[0]["msg"]
+        print("abort: %.1f s; %s; watcher %d polls" % (wall, shown, watcher.polls))
+        # The host is still in maintenance: restore takes it out (nothing to move back).
+        assert maintenance("hv1")
+        rc, report, _wall = run_playbook("restore_host.yml", dict(
+            restore_host="hv1", evacuate_id="ev-abort", evacuate_control_dir=fleet["control"]))
+        assert rc == 0, failure_messages(report)
+        assert maintenance("hv1") is None
+    finally:
+        labctl("guest", "remove", BUSY, check=False)
+
+
+# --- 6. rolling upgrade ----------------------------------------------------------------------------
+
+def test_rolling_upgrade_over_three_hosts_ends_with_every_guest_running(fleet):
+    # Spread the fleet with plain virsh first, so that every host has guests to move.
+    spread = {"ev-aa-2": "hv2", "ev-dirty-shared": "hv2", "ev-idle-local": "hv3", "ev-cold": "hv3"}
+    for name, host in spread.items():
+        storage = " --copy-storage-all" if FLEET[name]["disk"] == "local" else ""
+        ssh("hv1", "virsh migrate --live --p2p --tls --persistent --undefinesource%s %s qemu+tls://%s/system "
+                   "--migrateuri tcp://198.18.1.%d" % (storage, name, host, 10 + int(host[2:])), timeout=300)
+    assert_each_runs_once(FLEET)
+    watcher = Watcher(FLEET, may_stop={"ev-cold", "ev-off"})
+    watcher.start()
+    try:
+        extra = base(fleet, rolling_upgrade_packages_update_cache=False)
+        del extra["evacuate_host"]
+        rc, report, wall = run_playbook("rolling_upgrade.yml", extra, timeout=3600)
+    finally:
+        watcher.stop()
+    assert rc == 0, failure_messages(report)
+    for host in HYPERVISORS:
+        assert report["stats"][host]["failures"] == 0 and report["stats"][host]["unreachable"] == 0
+        assert maintenance(host) is None
+        assert task_results(report, "Restart the virtualization services", host)
+    assert_each_runs_once(FLEET)
+    now = placement()
+    for name, host in dict(dict((n, "hv1") for n in FLEET), **spread).items():
+        assert now[name] == ([host], [host]), (name, now[name])
+    assert watcher.violations == [], watcher.violations[:10]
+    print("rolling upgrade over %d hosts: %.1f s; watcher %d polls" % (len(HYPERVISORS), wall, watcher.polls))
