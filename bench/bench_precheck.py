@@ -60,8 +60,8 @@ def main():
             labctl("guest", "remove", name)
     print("%-12s %8s %13s %10s %14s" % ("measurements", "domains", "destinations", "wall s", "per pair s"))
     for measure, domains, destinations, seconds in rows:
-        print("%-12s %8d %13d %10.2f %14.3f" % ("on" if measure else "off", domains, destinations, seconds,
-                                               seconds / (domains * destinations)))
+        per_pair = seconds / (domains * destinations)
+        print("%-12s %8d %13d %10.2f %14.3f" % ("on" if measure else "off", domains, destinations, seconds, per_pair))
     base = {(m, d, n): s for m, d, n, s in rows}
     for measure in (False, True):
         per_domain = (base[(measure, args.domains, 1)] - base[(measure, 1, 1)]) / max(args.domains - 1, 1)
