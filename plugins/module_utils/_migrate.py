@@ -18,11 +18,10 @@ polls the job statistics and applies what the escalation controller decides.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import xml.etree.ElementTree as ET
 
+from ansible_collections.virtops.migration.plugins.module_utils import _prechecks as prechecks
 from ansible_collections.virtops.migration.plugins.module_utils._connection import (
     ConnectionSettings,
     local_address_of,
@@ -83,6 +82,8 @@ POLL_S = 0.2
 SHUTDOWN_POLL_S = 0.5
 # After pausing a stalled post-copy migration, how long to wait for libvirt to end the call.
 POSTCOPY_SETTLE_S = 30.0
+# After the timeout's action (outside post-copy), how long to wait for libvirt to end the call.
+GIVE_UP_AFTER_S = 120
 # Post-copy recovery: retry interval, overall limit, and the pause before judging an attempt.
 RESUME_RETRY_S = 5.0
 RESUME_WAIT_S = 180
@@ -302,32 +303,19 @@ class MigrateTask(object):
                 checks=self.checks, changed=False)
         return _Plan(req, decision.mode, desc, storage, self._bytes_to_move(desc, storage))
 
+    def _record(self, item, blockers):
+        """Keep a shared pre-check's outcome (_prechecks) in this module's checks."""
+        self._check(item["name"], {"ok": True, "block": False}.get(item["verdict"]), item["detail"])
+        if item["verdict"] == "block":
+            blockers.append(item["detail"])
+        elif item["verdict"] == "warn":
+            self.warn(item["detail"])
+
     def _check_cpu(self, desc, blockers):
         if not self.request.cpu_check:
             self._check("cpu", None, "skipped (cpu_check=false)")
             return
-        cpu_xml = desc.cpu_xml
-        what = "domain CPU (%s)" % (desc.cpu_mode or "hypervisor default")
-        if desc.cpu_mode in ("host-passthrough", "maximum"):
-            # The guest sees the source host's CPU: the destination must offer at least that.
-            caps = call("reading the capabilities of %s" % self.src.name, self.src.conn.getCapabilities)
-            cpu_xml = _host_cpu_xml(caps)
-            what = "the source host's CPU (the domain uses %s)" % desc.cpu_mode
-        if not cpu_xml:
-            self._check("cpu", None, "not checked: the definition has no CPU model")
-            return
-        try:
-            ok, reason = self.dst.compare_cpu(cpu_xml, desc.arch, desc.machine, desc.virt_type)
-        except LibvirtError as err:
-            self._check("cpu", None, "not checked: %s" % err.msg)
-            self.warn("could not compare the domain's CPU on %s: %s" % (self.dst.name, err.msg))
-            return
-        if ok:
-            self._check("cpu", True, "%s accepted by libvirt on %s" % (what, self.dst.name))
-        else:
-            msg = "%s is not available on %s: %s" % (what, self.dst.name, reason or "incompatible")
-            self._check("cpu", False, msg)
-            blockers.append(msg)
+        self._record(prechecks.cpu(self.dst, desc, self.src), blockers)
 
     def _check_storage(self, desc, blockers):
         mounts = []
@@ -337,48 +325,15 @@ class MigrateTask(object):
                     mounts = parse_mountinfo(handle.read())
             except OSError as err:
                 self.warn("cannot read the mount table (%s): file systems of disks are unknown" % err)
-        storage = plan_storage(desc.disks, mounts, self.request.copy_storage)
-        for placement in storage.placements:
-            disk = placement.disk
-            label = "disk %s (%s)" % (disk.target, disk.source or "empty")
-            if placement.kind == "shared":
-                self._check("storage", True, "%s: %s, visible from %s" % (label, placement.reason, self.dst.name))
-            elif placement.kind == "skipped":
-                self._check("storage", True, "%s: %s" % (label, placement.reason))
-            elif self.request.copy_storage == "none":
-                msg = storage.blockers[storage.local.index(placement)]
-                self._check("storage", False, msg)
-                blockers.append(msg)
-            else:
-                self._check_copy_target(label, disk, blockers, storage)
+        storage, found = prechecks.storage(self.dst, desc, mounts, self.request.copy_storage)
+        for item in found:
+            self._record(item, blockers)
         return storage
 
-    def _check_copy_target(self, label, disk, blockers, storage):
-        if self.dst.volume_exists(disk.source):
-            storage.existing.add(disk.target)
-            self._check("storage", True, "%s: local, copied into the existing volume on %s" % (label, self.dst.name))
-            return
-        directory = os.path.dirname(disk.source)
-        pool = self.dst.storage_pool_for_directory(directory)
-        if pool is not None:
-            self._check("storage", True, "%s: local, copied; libvirt creates it in pool %s on %s" % (
-                label, pool, self.dst.name))
-            return
-        msg = ("%s is local and must be copied, but %s has no storage pool for %s, so libvirt cannot create "
-               "the disk there (define a directory pool for it on the destination)" % (label, self.dst.name, directory))
-        self._check("storage", False, msg)
-        blockers.append(msg)
-
     def _check_memory(self, desc):
-        free = lookup("reading free memory on %s" % self.dst.name, self.dst.conn.getFreeMemory)
-        need = desc.memory_kib * 1024
-        if free is None or not need:
-            return
-        ok = free >= need
-        self._check("memory", ok, "%d MiB needed, %d MiB free on %s" % (need >> 20, free >> 20, self.dst.name))
-        if not ok:
-            self.warn("%s has less free memory (%d MiB) than the domain has (%d MiB)" % (
-                self.dst.name, free >> 20, need >> 20))
+        item = prechecks.free_memory(self.dst, desc.memory_kib)
+        if item["verdict"] != "skipped":
+            self._record(item, [])
 
     def _bytes_to_move(self, desc, storage):
         total = desc.memory_kib * 1024
@@ -422,11 +377,6 @@ def _undefine_flags():
 
 def _version(number):
     return "%d.%d.%d" % (number // 1000000, number // 1000 % 1000, number % 1000)
-
-
-def _host_cpu_xml(caps):
-    cpu = ET.fromstring(caps).find("./host/cpu")
-    return ET.tostring(cpu, encoding="unicode") if cpu is not None else None
 
 
 class _Plan(object):
@@ -511,6 +461,13 @@ class JobRunner(object):
                 self.abandoned = True
                 self.error = MigrationFailed("post-copy made no progress and was paused; libvirt still holds the "
                                              "migration job open")
+                break
+            limit = self.controller.policy.timeout
+            if limit is not None and self.controller.phase != "postcopy" and self.elapsed > limit + GIVE_UP_AFTER_S:
+                # The timeout's action was taken, yet libvirt has not ended the call: stop waiting for it.
+                self.abandoned = True
+                self.error = MigrationFailed("libvirt did not end the migration within %d s after the timeout; "
+                                             "it may still be running in libvirtd" % GIVE_UP_AFTER_S)
                 break
             snap = self._poll()
             if snap is None or not snap.active:

@@ -336,7 +336,7 @@ checks:
   elements: dict
   sample:
     - {name: cpu, passed: true, detail: "domain CPU (custom) accepted by libvirt on hv2"}
-    - {name: storage, passed: true, detail: "disk vda (web1): network disk (nbd), visible from hv2"}
+    - {name: storage, passed: true, detail: "disk vda (web1): network disk (nbd)"}
 plan:
   description: How the migration is (or would be) done.
   returned: when a live or cold migration was decided, also in check mode
