@@ -36,7 +36,8 @@ class Scenario(object):
     """How a migration job behaves."""
 
     def __init__(self, complete=lambda job: job.polls >= 3, fail=None, remaining_mib=128, bps_mib=50,
-                 postcopy_fail=None, resume_ok=True, shutdown_ok=True, postcopy_stall=False, hang_after_pause=False):
+                 postcopy_fail=None, resume_ok=True, shutdown_ok=True, postcopy_stall=False, hang_after_pause=False,
+                 ignore_abort=False):
         self.complete = complete
         self.fail = fail
         self.remaining_mib = remaining_mib
@@ -46,6 +47,7 @@ class Scenario(object):
         self.shutdown_ok = shutdown_ok
         self.postcopy_stall = postcopy_stall
         self.hang_after_pause = hang_after_pause
+        self.ignore_abort = ignore_abort
 
 
 class Job(object):
@@ -206,7 +208,7 @@ class FakeDomain(object):
         try:
             while True:
                 time.sleep(0.005)
-                if job.aborted:
+                if job.aborted and not scenario.ignore_abort:
                     raise error(libvirt.VIR_ERR_OPERATION_ABORTED,
                                 "operation aborted: migration out job: canceled by client")
                 if scenario.fail and job.polls >= 2:

@@ -146,6 +146,15 @@ def test_timeout_abort_leaves_domain_on_source(run):
     assert where(world) == {"hv1": (RUNNING, True)}
 
 
+def test_module_gives_up_when_libvirt_ignores_the_abort(run, monkeypatch):
+    monkeypatch.setattr(_migrate, "GIVE_UP_AFTER_S", 0.3)
+    world = World(Scenario(complete=lambda job: False, ignore_abort=True))
+    world.hv1.add("mig-a", UUID)
+    out = run(world, timeout=1)
+    assert out["rc"] == 1 and "did not end the migration" in out["msg"] and "hv1: running" in out["msg"]
+    world.scenario.complete = lambda job: True  # let the fake's worker thread end
+
+
 def test_timeout_pause_resumes_on_destination(run):
     world = World(Scenario(complete=lambda job: False))
     world.hv1.add("mig-a", UUID)
