@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import random
 import re
 import xml.etree.ElementTree as ET
 
@@ -229,6 +230,7 @@ def domain_facts(dom, mounts, inventory_labels=None):
             # from the image when the domain is shut off).
             local_bytes += call("reading the size of %s's disk %s" % (name, placement.disk.target),
                                 dom.blockInfo, placement.disk.target)[1]
+    use = guest_memory_use(name, info[1] // 1024) if status.active else (None, None)
     metadata = _domain_metadata(dom)
     labels, problems = merge_labels(parse_policy(metadata), inventory_labels)
     return {
@@ -238,7 +240,8 @@ def domain_facts(dom, mounts, inventory_labels=None):
         "persistent": persistent,
         "autostart": bool(call("reading autostart of %s" % name, dom.autostart)) if persistent else False,
         "memory_mib": info[1] // 1024,
-        "memory_resident_mib": guest_resident_mib(name, info[1] // 1024) if status.active else None,
+        "memory_resident_mib": use[0],
+        "memory_nonzero_mib": use[1],
         "vcpus": info[3],
         "virt_type": description.virt_type,
         "arch": description.arch,
@@ -254,32 +257,53 @@ def domain_facts(dom, mounts, inventory_labels=None):
     }
 
 
-def parse_guest_ram_rss(smaps_text, memory_kib):
-    """Resident KiB of the guest's RAM in a QEMU process's smaps, or None when not found.
+def guest_ram_mapping(smaps_text, memory_kib):
+    """(start address, resident KiB) of the guest's RAM in a QEMU process's smaps, or None.
 
-    The guest RAM is the one anonymous mapping whose size is the guest's memory. Pages the
-    guest never touched are not resident there, and a migration sends them as zero pages,
-    nearly free: the resident size is what a first pass really sends.
+    The guest RAM is the one anonymous mapping whose size is the guest's memory.
     """
-    size = None
+    start = None
     for line in smaps_text.splitlines():
-        if line.startswith("Size:"):
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            start = int(line.split("-", 1)[0], 16)
+            size = None
+        elif line.startswith("Size:"):
             size = int(line.split()[1])
-        elif line.startswith("Rss:") and size == memory_kib:
-            return int(line.split()[1])
+        elif line.startswith("Rss:") and size == memory_kib and start is not None:
+            return start, int(line.split()[1])
     return None
 
 
-def guest_resident_mib(name, memory_mib, run_dir="/run/libvirt/qemu"):
-    """Resident guest RAM of a running domain of this host (its QEMU's smaps), or None."""
+def nonzero_fraction(memory, start, pages, samples=4096, seed=0):
+    """Share of non-zero pages among ``samples`` pages drawn (seeded) from a mapping of ``pages`` pages.
+
+    A migration sends a zero page as a marker, nearly free, so the non-zero share of the
+    guest's memory is what its first pass really sends.
+    """
+    draw = random.Random(seed)
+    zero = bytes(4096)
+    count = samples if pages else 0
+    found = 0
+    for _index in range(count):
+        memory.seek(start + draw.randrange(pages) * 4096)
+        found += memory.read(4096) != zero
+    return found / float(count) if count else 0.0
+
+
+def guest_memory_use(name, memory_mib, run_dir="/run/libvirt/qemu"):
+    """(resident MiB, non-zero MiB) of a running domain of this host, from its QEMU process; (None, None) if unknown."""
     try:
         with open(os.path.join(run_dir, name + ".pid")) as handle:
             pid = int(handle.read().strip())
         with open("/proc/%d/smaps" % pid) as handle:
-            rss = parse_guest_ram_rss(handle.read(), memory_mib * 1024)
+            mapping = guest_ram_mapping(handle.read(), memory_mib * 1024)
+        if mapping is None:
+            return None, None
+        with open("/proc/%d/mem" % pid, "rb", buffering=0) as memory:
+            share = nonzero_fraction(memory, mapping[0], memory_mib * 256)
     except (OSError, ValueError):
-        return None
-    return None if rss is None else rss // 1024
+        return None, None
+    return mapping[1] // 1024, int(round(share * memory_mib))
 
 
 def _domain_metadata(dom):

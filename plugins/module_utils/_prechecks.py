@@ -226,10 +226,10 @@ def prediction(domain, dirty_rate, bandwidth, ladder, disk_mib, mode):
         return check("prediction", OK, "cold move: no memory to converge"), None
     if not bandwidth:
         return check("prediction", SKIPPED, "not predicted: no measured bandwidth"), None
-    # What the first pass sends: the guest's resident memory, when known.
-    memory = domain.get("memory_resident_mib") or domain["memory_mib"]
+    # What the first pass sends: the guest's non-zero memory, else its resident memory, when known.
+    memory = domain.get("memory_nonzero_mib") or domain.get("memory_resident_mib") or domain["memory_mib"]
     predicted = predict_migration(memory, dirty_rate or 0.0, bandwidth, disk_mib=disk_mib, ladder=ladder)
-    basis = "%.0f MiB resident at %.1f MiB/s dirtied over %.1f MiB/s measured" % (memory, dirty_rate or 0.0, bandwidth)
+    basis = "%.0f MiB to send at %.1f MiB/s dirtied over %.1f MiB/s measured" % (memory, dirty_rate or 0.0, bandwidth)
     if dirty_rate is None:
         basis += " (dirty rate not measured)"
     if not predicted["converges"]:

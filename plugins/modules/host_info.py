@@ -165,8 +165,13 @@ host_info:
           type: int
         memory_resident_mib:
           description:
-            - Guest memory resident on the host (read from its QEMU process), what a migration's first pass
-              really sends (untouched pages go as zero pages); null when the domain is not running here.
+            - Guest memory resident on the host (read from its QEMU process); untouched pages are not resident, and
+              a migration sends them as zero pages. Null when the domain is not running here.
+          type: int
+        memory_nonzero_mib:
+          description:
+            - Estimated non-zero guest memory, from 4096 pages sampled in its QEMU process. Zero pages go as markers,
+              so this is what a migration's first pass sends. Null when the domain is not running here.
           type: int
         vcpus:
           description: vCPUs of the domain.

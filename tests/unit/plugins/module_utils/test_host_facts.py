@@ -130,9 +130,16 @@ Rss:                2048 kB
 
 
 def test_resident_guest_ram_is_the_mapping_of_the_guests_size():
-    assert facts.parse_guest_ram_rss(SMAPS, 192 * 1024) == 79872
-    assert facts.parse_guest_ram_rss(SMAPS, 256 * 1024) is None
+    assert facts.guest_ram_mapping(SMAPS, 192 * 1024) == (0x7f5ca7e00000, 79872)
+    assert facts.guest_ram_mapping(SMAPS, 256 * 1024) is None
 
 
-def test_resident_guest_ram_of_a_domain_not_running_here_is_unknown(tmp_path):
-    assert facts.guest_resident_mib("nope", 192, run_dir=str(tmp_path)) is None
+def test_nonzero_share_is_sampled_from_the_guest_ram():
+    import io
+    ram = io.BytesIO(bytes(4096) * 3 + b"\x01" * 4096)  # one page in four holds data
+    assert facts.nonzero_fraction(ram, 0, 4, samples=4000) == pytest.approx(0.25, abs=0.03)
+    assert facts.nonzero_fraction(io.BytesIO(bytes(8192)), 0, 2, samples=10) == 0.0
+
+
+def test_memory_use_of_a_domain_not_running_here_is_unknown(tmp_path):
+    assert facts.guest_memory_use("nope", 192, run_dir=str(tmp_path)) == (None, None)

@@ -143,4 +143,7 @@ def test_prediction_sends_the_resident_memory_not_the_whole_guest():
     resident = checks.prediction({"memory_mib": 1024, "memory_resident_mib": 256, "state": "running"}, 0.0, 100.0,
                                  ladder, 0.0, "live")
     assert resident[1]["seconds"] < whole["seconds"]
-    assert "256 MiB resident" in resident[0]["detail"]
+    assert "256 MiB to send" in resident[0]["detail"]
+    nonzero = checks.prediction({"memory_mib": 1024, "memory_resident_mib": 256, "memory_nonzero_mib": 64,
+                                 "state": "running"}, 0.0, 100.0, ladder, 0.0, "live")
+    assert nonzero[1]["seconds"] < resident[1]["seconds"] and "64 MiB to send" in nonzero[0]["detail"]
