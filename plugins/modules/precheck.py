@@ -30,15 +30,8 @@ author:
 extends_documentation_fragment:
   - virtops.migration.connection
   - virtops.migration.attributes
+  - virtops.migration.attributes.info_module
 attributes:
-  check_mode:
-    support: full
-    details:
-      - It changes nothing (it measures), so check mode runs it as usual.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
   action_group:
     description: Use C(group/virtops.migration.migration) in C(module_defaults) to set the connection options once.
     support: full
