@@ -321,7 +321,10 @@ def cmd_guest_remove(args):
         if host.group != "hypervisors":
             continue
         script = ('virsh -q destroy "$1" >/dev/null 2>&1; virsh -q undefine "$1" >/dev/null 2>&1; '
-                  'rm -f %s/"$1".qcow2 %s; true' % (guests.LOCAL_IMAGES, guests.serial_log("$1").replace("$1", '"$1"')))
+                  'rm -f %s/"$1".qcow2 %s; '
+                  # libvirt's pools would go on listing the deleted image.
+                  'for p in $(virsh -q pool-list --name); do virsh -q pool-refresh "$p" >/dev/null 2>&1; done; true'
+                  % (guests.LOCAL_IMAGES, guests.serial_log("$1").replace("$1", '"$1"')))
         in_host(host.name, ["sh", "-c", script, "sh", args.name])
     remove_disk(args.name)
     return 0

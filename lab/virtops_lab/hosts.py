@@ -73,6 +73,10 @@ def prepare_root(host, base, guest_dir, public_key):
     run(["ssh-keygen", "-q", "-A", "-f", root], capture=True)
     write_file(os.path.join(root, "root/.ssh/authorized_keys"), public_key, mode=0o600)
     os.chmod(os.path.join(root, "root/.ssh"), 0o700)
+    # root's systemd user manager lingers: it starts at boot and stays. Otherwise it is stopped after
+    # every last logout, and in these containers that stop cannot kill its cgroup ("Input/output
+    # error"), so it hangs for its whole stop timeout while every new SSH login waits for it.
+    write_file(os.path.join(root, "var/lib/systemd/linger/root"), "")
     os.makedirs(os.path.join(root, config.GUEST_MOUNT.lstrip("/")), exist_ok=True)
     if os.path.exists("/dev/kvm"):
         write_file(os.path.join(root, "etc/tmpfiles.d/virtops-lab-kvm.conf"), KVM_TMPFILES)
