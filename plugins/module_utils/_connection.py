@@ -163,6 +163,25 @@ class Hypervisor(object):
         )
         return pool.name() if pool is not None else None
 
+    def refresh_pool_for_directory(self, directory):
+        """Rescan the storage pool whose target is ``directory``, if there is an active one.
+
+        libvirt caches a pool's volumes: a disk image deleted behind its back (by hand, by
+        another tool) stays listed until a refresh, and a migration that copies storage then
+        fails on it ("unable to stat"). Returns the pool's name, or None.
+        """
+        pool = lookup("looking up a storage pool for %s on %s" % (directory, self.name),
+                      self.conn.storagePoolLookupByTargetPath, directory)
+        if pool is None:
+            return None
+        try:
+            if pool.isActive():
+                pool.refresh(0)
+        except LibvirtError:
+            # A pool that cannot be rescanned now is judged as it is listed; the migration reports the rest.
+            pass
+        return pool.name()
+
     def volume_exists(self, path):
         vol = lookup("looking up volume %s on %s" % (path, self.name), self.conn.storageVolLookupByPath, path)
         return vol is not None

@@ -133,6 +133,9 @@ def storage(dst, desc, mounts, copy_storage):
     for placement in plan.placements:
         disk = placement.disk
         label = "disk %s (%s)" % (disk.target, disk.source or "empty")
+        if placement.kind == LOCAL and copy_storage != "none" and disk.source:
+            # What the destination's pool lists may be stale (a disk deleted behind libvirt's back): rescan it.
+            dst.refresh_pool_for_directory(os.path.dirname(disk.source))
         if placement.kind == SHARED:
             found.append(check("storage", OK, "%s: %s" % (label, placement.reason)))
         elif placement.kind != LOCAL:

@@ -253,8 +253,25 @@ class FakeDomain(object):
         return 0
 
 
+class FakePool(object):
+    def __init__(self, conn, name):
+        self.conn = conn
+        self._name = name
+
+    def name(self):
+        return self._name
+
+    def isActive(self):
+        return 1
+
+    def refresh(self, flags):
+        self.conn.pool_refreshes += 1
+        return 0
+
+
 class FakeConn(object):
     def __init__(self, world, hostname, host_uuid, cpu_ok=True, pools=("/var/lib/libvirt/images",)):
+        self.pool_refreshes = 0
         self.world = world
         self.hostname = hostname
         self.host_uuid = host_uuid
@@ -301,8 +318,7 @@ class FakeConn(object):
 
     def storagePoolLookupByTargetPath(self, path):
         if path in self.pools:
-            pool = type("Pool", (), {"name": lambda _self: "default"})()
-            return pool
+            return FakePool(self, "default")
         raise error(libvirt.VIR_ERR_NO_STORAGE_POOL, "Storage pool not found")
 
     def storageVolLookupByPath(self, path):
