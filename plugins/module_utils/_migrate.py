@@ -352,11 +352,40 @@ class MigrateTask(object):
 
     # --- finishing a half-done move --------------------------------------------------
 
-    def _finish(self, steps):
+    def persistent_definition(self):
+        """The source's definition to make persistent on the destination after the move.
+
+        Its inactive configuration when it has one (what libvirt's PERSIST_DEST would carry,
+        pending edits included), else the running one. Read before the migration: once the
+        source has undefined the domain it is gone.
+        """
+        flags_value = libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE
+        if lookup("reading whether the domain is persistent on %s" % self.src.name, self.src_dom.isPersistent):
+            flags_value |= libvirt.VIR_DOMAIN_XML_INACTIVE
+        return call("reading the definition of the domain on %s" % self.src.name, self.src_dom.XMLDesc, flags_value)
+
+    def persist_on_destination(self, xml, what):
+        """Define the moved domain on the destination (it runs there as a transient domain).
+
+        The source undefined it when the migration completed, so no moment has two persistent
+        definitions. Should this fail, the domain runs on the destination without a persistent
+        definition anywhere: say so, and how a re-run finishes it.
+        """
+        try:
+            call("defining the domain on %s" % self.dst.name, self.dst.conn.defineXML, xml)
+        except LibvirtError as err:
+            raise MigrationFailed(
+                "%s moved %s to %s, but defining it there failed: %s. It runs on %s as a transient domain and no "
+                "host holds a persistent definition of it: re-run this task to define it there. Where the domain "
+                "is now: %s." % (what, self.request.name, self.dst.name, err.msg, self.dst.name, self._where_text()),
+                changed=True, where=self._where()) from None
+
+    def _finish(self, steps, xml=None):
         done = []
         if "persist_destination" in steps:
-            xml = call("reading the definition of the domain on %s" % self.dst.name, self.dst_dom.XMLDesc,
-                       libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+            if xml is None:
+                xml = call("reading the definition of the domain on %s" % self.dst.name, self.dst_dom.XMLDesc,
+                           libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE)
             call("defining the domain on %s" % self.dst.name, self.dst.conn.defineXML, xml)
             done.append("defined the domain on %s" % self.dst.name)
         if "undefine_source" in steps:
@@ -533,23 +562,26 @@ class LiveMigration(object):
         task, plan = self.task, self.plan
         controller = EscalationController(plan.policy(live=True))
         was_running = state_of(task.src_dom, task.src.name).state == RUNNING
+        definition = task.persistent_definition() if task.request.persistent else None
         runner = JobRunner(task, task.src_dom, str(task.dst.uri), plan.params, plan.flags, controller)
         error = runner.run()
         result = dict(escalations=controller.escalations)
         if error is not None:
             if controller.phase in ("postcopy", "postcopy_paused") or self._postcopy_failed_now():
-                return self.resume_after_failure(error, controller, runner)
+                return self.resume_after_failure(error, controller, runner, definition)
             self._fail_precopy(error, controller, runner, was_running)
-        result.update(self._success(controller, runner, was_running))
+        result.update(self._success(controller, runner, was_running, definition))
         return result
 
     def _postcopy_failed_now(self):
         src_state, dst_state = self.task._refresh()
         return bool((src_state and src_state.postcopy_failed) or (dst_state and dst_state.postcopy_failed))
 
-    def _success(self, controller, runner, was_running):
+    def _success(self, controller, runner, was_running, definition):
         task = self.task
         task.dst_dom = task.dst.domain(task.src_dom.UUIDString())
+        if definition is not None and task.dst_dom is not None:
+            task.persist_on_destination(definition, "the live migration")
         completed = None
         if task.dst_dom is not None:
             completed = lookup("reading the completed job statistics on %s" % task.dst.name,
@@ -585,7 +617,7 @@ class LiveMigration(object):
         raise MigrationFailed(msg, changed=bool(notes), where=task._where(), escalations=controller.escalations,
                               **summarize(None, runner.last))
 
-    def resume_after_failure(self, error, controller=None, runner=None):
+    def resume_after_failure(self, error, controller=None, runner=None, definition=None):
         """A post-copy migration failed: try to resume it (libvirt >= 8.5), else report how.
 
         libvirt may report an error for a resume that in fact completed, or refuse one while
@@ -606,6 +638,9 @@ class LiveMigration(object):
         elif src_state is None or dst_state is None:
             attempt = "not possible: one side no longer holds the domain"
         else:
+            if task.request.persistent and definition is None:
+                definition = lookup("reading the definition of the domain on %s" % task.src.name,
+                                    task.persistent_definition)
             attempt = self._resume(resume_flag)
         if self._recovered():
             why = error.msg if error is not None else "in an earlier run"
@@ -616,7 +651,7 @@ class LiveMigration(object):
             out = dict(escalations=escalations, completed_by="postcopy_resume")
             leftover = self._leftover_steps()
             if leftover:
-                out["finished"] = task._finish(leftover)["finished"]
+                out["finished"] = task._finish(leftover, definition)["finished"]
             completed = None
             if task.dst_dom is not None:
                 completed = lookup("reading the completed job statistics", task.dst_dom.jobStats,
@@ -722,7 +757,9 @@ class ColdMigration(object):
             timings["shutdown_s"] = round(time.monotonic() - started, 3)
         started = time.monotonic()
         runner = None
+        definition = None
         if self.plan.copy_targets:
+            definition = task.persistent_definition()
             runner = self._move_with_disks()
         else:
             self._move_definition()
@@ -731,6 +768,9 @@ class ColdMigration(object):
         if task.dst_dom is None:
             raise MigrationFailed("the cold migration reported success but %s does not hold the domain; where it "
                                   "is: %s" % (task.dst.name, task._where_text()), changed=True, where=task._where())
+        if definition is not None:
+            # Before it is settled there: stopping a transient domain would remove it.
+            task.persist_on_destination(definition, "the cold migration")
         started = time.monotonic()
         self._settle_on_destination()
         timings["start_s"] = round(time.monotonic() - started, 3)

@@ -269,7 +269,10 @@ def live_flags(request, copy_targets):
     if request.tls:
         names.append("TLS")
     if request.persistent:
-        names += ["PERSIST_DEST", "UNDEFINE_SOURCE"]
+        # Not PERSIST_DEST: libvirt would define the domain on the destination before the source
+        # undefines it, so for a moment both hosts would hold a persistent definition. The module
+        # defines it on the destination itself once the source has let go (persist_on_destination).
+        names.append("UNDEFINE_SOURCE")
     if request.policy.auto_converge:
         names.append("AUTO_CONVERGE")
     if request.policy.postcopy_flag:
@@ -293,7 +296,8 @@ def cold_flags(request, copy_targets):
         names = ["PEER2PEER", "OFFLINE", "PERSIST_DEST", "UNDEFINE_SOURCE"]
         # libvirtd with migrate_tls_force refuses any migration without the TLS flag, even offline.
         return names + ["TLS"] if request.tls else names
-    names = ["PEER2PEER", "PAUSED", "PERSIST_DEST", "UNDEFINE_SOURCE", "ABORT_ON_ERROR"]
+    # As for a live migration, the module defines the domain on the destination afterwards.
+    names = ["PEER2PEER", "PAUSED", "UNDEFINE_SOURCE", "ABORT_ON_ERROR"]
     if request.tls:
         names.append("TLS")
     if request.parallel_connections:

@@ -187,7 +187,12 @@ options:
   persistent:
     description:
       - Define the domain on the destination and undefine it on the source, only once the migration has
-        succeeded (C(VIR_MIGRATE_PERSIST_DEST), C(VIR_MIGRATE_UNDEFINE_SOURCE)).
+        succeeded. The source undefines it as the migration completes (C(VIR_MIGRATE_UNDEFINE_SOURCE)), then the
+        module defines the source's configuration on the destination, so at no moment do two hosts hold a
+        persistent definition. Should that last step fail, the domain runs transient on the destination and a
+        re-run defines it there.
+      - An offline move of a shut-off domain is libvirt's own (C(VIR_MIGRATE_PERSIST_DEST) with
+        C(VIR_MIGRATE_UNDEFINE_SOURCE)), which needs both.
       - With C(false) (live only), the domain runs transient on the destination and the source keeps its
         inactive definition.
     type: bool
@@ -347,7 +352,7 @@ plan:
       type: list
       elements: str
       returned: always
-      sample: [PEER2PEER, LIVE, ABORT_ON_ERROR, TLS, PERSIST_DEST, UNDEFINE_SOURCE]
+      sample: [PEER2PEER, LIVE, ABORT_ON_ERROR, TLS, UNDEFINE_SOURCE]
     parameters:
       description: The typed migration parameters, by their libvirt names.
       type: dict

@@ -92,8 +92,8 @@ def test_default_timeout_scales_with_what_moves():
 # --- flags and parameters ------------------------------------------------------------
 
 def test_live_flags_default():
-    assert live_flags(request(), []) == ["PEER2PEER", "LIVE", "ABORT_ON_ERROR", "TLS", "PERSIST_DEST",
-                                         "UNDEFINE_SOURCE"]
+    # No PERSIST_DEST: the module defines the domain on the destination once the source let it go.
+    assert live_flags(request(), []) == ["PEER2PEER", "LIVE", "ABORT_ON_ERROR", "TLS", "UNDEFINE_SOURCE"]
 
 
 def test_live_flags_everything():
@@ -139,6 +139,8 @@ def test_cold_flags():
     assert cold_flags(request(tls=False), []) == ["PEER2PEER", "OFFLINE", "PERSIST_DEST", "UNDEFINE_SOURCE"]
     flags = cold_flags(request(copy_storage="all"), ["vda"])
     assert "PAUSED" in flags and "NON_SHARED_DISK" in flags and "TLS" in flags and "LIVE" not in flags
+    # The module persists the copy on the destination itself, after the source undefined it.
+    assert "UNDEFINE_SOURCE" in flags and "PERSIST_DEST" not in flags
 
 
 # --- decisions -------------------------------------------------------------------------

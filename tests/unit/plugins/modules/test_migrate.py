@@ -17,7 +17,7 @@ pytest.importorskip("libvirt")
 import libvirt  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fake_libvirt import LOCAL_DISK, Scenario, World  # noqa: E402
+from fake_libvirt import LOCAL_DISK, FakeConn, Scenario, World, error  # noqa: E402
 
 from ansible_collections.virtops.migration.plugins.module_utils import _escalation, _migrate, _module  # noqa: E402
 from ansible_collections.virtops.migration.plugins.modules import migrate  # noqa: E402
@@ -49,6 +49,42 @@ def run(monkeypatch, capsys):
     return runner
 
 
+def test_live_move_defines_the_domain_on_the_destination_only_after_the_source_let_go(run, monkeypatch):
+    world = World()
+    world.hv1.add("mig-a", UUID)
+    seen = []
+
+    def define(xml):
+        # At this moment the source no longer holds the domain: never two persistent definitions.
+        seen.append(dict((host, state) for host, state in where(world).items()))
+        return FakeConn.defineXML(world.hv2, xml)
+
+    monkeypatch.setattr(world.hv2, "defineXML", define)
+    out = run(world)
+    assert out["rc"] == 0, out.get("msg")
+    assert seen == [{"hv2": (RUNNING, False)}]
+    assert where(world) == {"hv2": (RUNNING, True)}
+
+
+def test_failed_define_after_a_live_move_says_where_the_domain_runs(run, monkeypatch):
+    world = World()
+    world.hv1.add("mig-a", UUID)
+
+    def refuse(xml):
+        raise error(libvirt.VIR_ERR_OPERATION_FAILED, "disk full")
+
+    monkeypatch.setattr(world.hv2, "defineXML", refuse)
+    out = run(world)
+    assert out["rc"] == 1 and out["changed"]
+    assert "disk full" in out["msg"] and "transient" in out["msg"] and "re-run this task" in out["msg"], out["msg"]
+    assert where(world) == {"hv2": (RUNNING, False)}
+    # The re-run finishes the move: it defines the domain on the destination.
+    monkeypatch.undo()
+    again = run(world)
+    assert again["rc"] == 0 and again["changed"] and again["operation"] == "finish", again
+    assert where(world) == {"hv2": (RUNNING, True)}
+
+
 def warnings(out):
     """Warning texts (ansible-core 2.19 returns them as structured summaries)."""
     texts = []
@@ -76,7 +112,7 @@ def test_four_runs_live(run):
     world.hv1.add("mig-a", UUID)
     check = run(world, check_mode=True)
     assert check["rc"] == 0 and check["changed"] and check["operation"] == "live"
-    assert check["plan"]["flags"] == ["PEER2PEER", "LIVE", "ABORT_ON_ERROR", "TLS", "PERSIST_DEST", "UNDEFINE_SOURCE"]
+    assert check["plan"]["flags"] == ["PEER2PEER", "LIVE", "ABORT_ON_ERROR", "TLS", "UNDEFINE_SOURCE"]
     assert {c["name"] for c in check["checks"]} >= {"destination_reachable", "domain_present", "cpu", "storage"}
     assert check["diff"]["after"]["destination"]["present"] and not check["diff"]["after"]["source"]["present"]
     assert world.migrations == [] and where(world) == {"hv1": (RUNNING, True)}
@@ -314,6 +350,8 @@ def test_local_disk_copied_live(run):
     call = world.migrations[0]
     assert call["flags"] & libvirt.VIR_MIGRATE_NON_SHARED_DISK and call["flags"] & libvirt.VIR_MIGRATE_LIVE
     assert call["params"]["migrate_disks"] == ["vda"] and call["params"]["disks_uri"] == "tcp://198.18.1.12"
+    # The destination's pool was rescanned first: a stale listing would make libvirt fail on a deleted image.
+    assert world.hv2.pool_refreshes >= 1
 
 
 def test_incompatible_cpu_is_a_blocker(run):
