@@ -181,7 +181,8 @@ class EvacuationRequest(object):
         self.retry_delay = params["retry_delay"]
         self.on_failure = params["on_failure"]
         self.replacement_hosts = [validate_host(h, "replacement_hosts") for h in params["replacement_hosts"]]
-        if self.on_failure == "replace" and not self.replacement_hosts:
+        moves = params.get("moves") or []
+        if self.on_failure == "replace" and not self.replacement_hosts and moves:
             raise ParameterError("on_failure=replace needs replacement_hosts")
         self.addresses = {}
         for host, address in (params.get("migration_addresses") or {}).items():
@@ -435,6 +436,9 @@ class Evacuation(object):
                 record["status"] = SHUT_DOWN
                 record["finished_at"] = utc_now()
                 self.note(record, "shut down in place while no evacuation watched it")
+        elif dst is not None and src is None and dst["active"] and not dst.get("persistent") \
+                and not self.persist_on(record, target):
+            record["status"] = PENDING
         elif dst is not None and src is None:
             if ran and not dst["active"]:
                 for note in self.executor.start_on(record, target):
@@ -460,6 +464,22 @@ class Evacuation(object):
         else:
             record["status"] = FAILED
             record["error"] = "the domain is neither on the source nor on %s" % target
+
+    def persist_on(self, record, host):
+        """Define on ``host`` a domain that runs there as a transient one; whether that worked.
+
+        The migrate module defines a live-moved domain on the destination only once the source
+        has undefined it (never two persistent definitions); a run that ended in between left it
+        transient there.
+        """
+        problem = self.executor.persist_on(record, host)
+        if problem:
+            self.note(record, "the move to %s completed while no evacuation watched it, but the domain is not "
+                      "defined there and defining it failed (%s): the next run tries again" % (host, problem))
+            return False
+        self.note(record, "the move to %s completed while no evacuation watched it, before the domain was "
+                  "defined there: defined it on %s" % (host, host))
+        return True
 
     def merge_plan(self):
         in_plan = set()
@@ -755,7 +775,8 @@ def build_report(journal, request, elapsed):
     bound = None
     ratio = None
     if request.throughput:
-        bound = round(moved_mib / request.throughput, 2)
+        # This run's wall time against what this run moved (a resumed run did not move it all).
+        bound = round((totals.get("moved_mib_this_run") or 0.0) / request.throughput, 2)
         if bound > 0:
             ratio = round(elapsed / bound, 2)
     totals.update(wall_seconds=round(elapsed, 2), bound_seconds=bound, bound_ratio=ratio,
@@ -1035,6 +1056,22 @@ class LibvirtExecutor(object):
         elif src is None and dst is not None and not dst["active"]:
             notes += self.start_on(record, record.get("destination"))
         return notes
+
+    def persist_on(self, record, host):
+        """Define the transient domain running on ``host`` there; None, or what went wrong."""
+        hypervisor = self._destination(host)
+        if hypervisor is None:
+            return "%s is unreachable" % host
+        dom = hypervisor.domain(record.get("uuid") or record["domain"])
+        if dom is None:
+            return "%s no longer holds it" % host
+        try:
+            xml = call("reading the definition of %s on %s" % (record["domain"], host), dom.XMLDesc,
+                       constant("VIR_DOMAIN_XML_SECURE", 1) | constant("VIR_DOMAIN_XML_MIGRATABLE", 8))
+            call("defining %s on %s" % (record["domain"], host), hypervisor.conn.defineXML, xml)
+        except LibvirtError as err:
+            return err.msg
+        return None
 
     def start_on(self, record, host):
         """Start a domain that ran before the evacuation, on ``host`` (None: the source)."""

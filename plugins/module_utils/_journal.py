@@ -239,11 +239,13 @@ class Journal(object):
                 moved_memory += (record.get("memory_mib") or 0.0) + (record.get("local_disk_mib") or 0.0)
         # Bytes sent in this run only, for the throughput: earlier runs had their own clock.
         sent_now = 0.0
+        moved_now = 0.0
         run_started = self.data["runs"][-1]["started_at"] if self.data["runs"] else None
         for record in self.domains.values():
             if record.get("started_at") and run_started and record["started_at"] >= run_started:
                 if record["status"] == MOVED:
                     sent_now += record.get("bytes_sent") or 0
+                    moved_now += (record.get("memory_mib") or 0.0) + (record.get("local_disk_mib") or 0.0)
                 elif record["status"] == IN_FLIGHT and record.get("progress"):
                     sent_now += record["progress"].get("processed_bytes") or 0
         totals = dict(
@@ -256,6 +258,7 @@ class Journal(object):
             shut_down=counts[SHUT_DOWN],
             mib_sent=round(sent / MIB, 1),
             moved_mib=round(moved_memory, 1),
+            moved_mib_this_run=round(moved_now, 1),
             elapsed_s=round(elapsed_s, 1),
             throughput_mib_s=round(sent_now / MIB / elapsed_s, 1) if elapsed_s > 0.5 else None,
         )

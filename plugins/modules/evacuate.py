@@ -308,9 +308,10 @@ domains:
 totals:
   description:
     - C(domains), C(moved), C(in_flight), C(pending), C(failed), C(skipped), C(shut_down) (counts); C(mib_sent);
-      C(moved_mib) (memory and disks of the moved domains); C(elapsed_s) and C(wall_seconds) (this run);
-      C(throughput_mib_s); C(source_throughput_mib_s), C(bound_seconds) and C(bound_ratio) (wall time divided by the
-      bound; null without O(source_throughput_mib_s)).
+      C(moved_mib) (memory and disks of the moved domains) and C(moved_mib_this_run); C(elapsed_s) and
+      C(wall_seconds) (this run); C(throughput_mib_s) (this run); C(source_throughput_mib_s), C(bound_seconds) (what
+      this run moved divided by O(source_throughput_mib_s)) and C(bound_ratio) (this run's wall time divided by the
+      bound); null without O(source_throughput_mib_s).
   returned: always
   type: dict
   sample: {domains: 7, moved: 6, failed: 0, mib_sent: 1536.0, wall_seconds: 41.2, bound_seconds: 8.5, bound_ratio: 4.85}

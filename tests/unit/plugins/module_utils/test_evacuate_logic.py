@@ -89,6 +89,7 @@ class FakeExecutor(object):
         self.max_total = 0
         self.max_per_dest = {}
         self.per_source = per_source
+        self.refuse_define = False
         self.per_destination = per_destination
         self.violations = []
         self.exclusive_violations = []
@@ -169,13 +170,21 @@ class FakeExecutor(object):
         out = dict(source=None, destination=None, job=record["domain"] in self.jobs)
         if here is None:
             return out
-        state = dict(active=here["active"], state="running" if here["active"] else "shutoff", persistent=True,
+        state = dict(active=here["active"], state="running" if here["active"] else "shutoff",
+                     persistent=here.get("persistent", True),
                      postcopy_failed=here.get("postcopy_failed", False))
         if here["host"] == SOURCE:
             out["source"] = state
         elif here["host"] == record.get("destination"):
             out["destination"] = state
         return out
+
+    def persist_on(self, record, host):
+        here = self.where.get(record["domain"])
+        if self.refuse_define:
+            return "refused"
+        here["persistent"] = True
+        return None
 
     def job_active(self, record):
         return record["domain"] in self.jobs
@@ -532,6 +541,32 @@ def test_an_unwatched_cold_move_that_left_the_domain_off_starts_it_on_the_destin
     assert status(report) == {"c": "moved"} and executor.where["c"]["active"]
 
 
+def settle_a_transient_arrival(refuse_define=False):
+    """A run died after libvirt completed a live move and before it defined the domain on the destination;
+    a settling run finds it there, transient."""
+    journal = Journal.new("ev-test", SOURCE)
+    journal.merge_move(move("t", "hv2", 1))
+    journal.record("t")["status"] = "in_flight"
+    clock = Clock()
+    executor = FakeExecutor(clock, {"t": dict(host="hv2", active=True, persistent=False)})
+    executor.refuse_define = refuse_define
+    report = ev.Evacuation(ev.EvacuationRequest(params([], settle_only=True)), journal, FakeStore(), executor,
+                           clock=clock, sleep=clock.sleep).run()
+    return report, executor, journal
+
+
+def test_an_unwatched_live_move_not_yet_defined_on_the_destination_is_defined_there():
+    report, executor, journal = settle_a_transient_arrival()
+    assert status(report) == {"t": "moved"} and executor.where["t"]["persistent"]
+    assert any("defined it on hv2" in n for n in journal.record("t")["notes"])
+
+
+def test_a_transient_domain_that_cannot_be_defined_stays_pending():
+    report, executor, journal = settle_a_transient_arrival(refuse_define=True)
+    assert status(report) == {"t": "pending"} and not executor.where["t"]["persistent"]
+    assert any("defining it failed (refused)" in n for n in journal.record("t")["notes"])
+
+
 def test_rerun_after_success_changes_nothing():
     moves = [move("a", "hv2", 1), move("b", "hv3", 2)]
     _first, executor, _store, journal = run(moves)
@@ -560,7 +595,7 @@ def test_a_domain_back_on_the_source_is_moved_again():
     ([dict(domain="a", mode="live", destination="hv2"), dict(domain="a", mode="live", destination="hv3")], {},
      "appears twice"),
     ([dict(domain="a", mode="live", destination="hv2/x")], {}, "not a valid host name"),
-    ([], dict(on_failure="replace"), "needs replacement_hosts"),
+    ([dict(domain="a", mode="live", destination="hv2")], dict(on_failure="replace"), "needs replacement_hosts"),
     ([], dict(max_parallel_per_destination=0), "at least 1"),
     ([dict(domain="a", mode="live", destination="hv2")], dict(max_downtime_steps=[100]), "max_downtime_steps"),
     ([dict(domain="a", mode="live", destination="hv2")], dict(settle_only=True), "settle_only"),
