@@ -97,6 +97,9 @@ def failure_messages(report):
             for host, result in task["hosts"].items():
                 if result.get("failed") and not result.get("ignore_errors"):
                     msgs.append("%s %s: %s" % (host, task["task"]["name"], result.get("msg")))
+                    # A loop's message only says that items failed: name theirs too.
+                    msgs += ["  item %s: %s" % (item.get("item"), item.get("msg"))
+                             for item in result.get("results") or [] if item.get("failed")]
     return msgs
 
 
@@ -113,12 +116,29 @@ def maintenance(host):
     return ssh(host, "cat %s 2>/dev/null || true" % MAINTENANCE, check=False).stdout.strip() or None
 
 
+# One virsh run per host and poll: every domain's state comes from one listing (a guest cannot
+# fall between a list of the running and a later list of the paused ones), and the persistent
+# ones are listed right after, over the same connection.
+VIRSH_LISTING = "virsh -q 'list --all; echo ---; list --all --persistent --name'"
+
+
+def parse_listing(out):
+    """(running, paused, persistent) names from VIRSH_LISTING's output."""
+    states, _sep, persistent = out.partition("---")
+    running, paused = set(), set()
+    for line in states.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "running":
+            running.add(fields[1])
+        elif len(fields) >= 3 and fields[2] == "paused":
+            paused.add(fields[1])
+    return running, paused, set(persistent.split())
+
+
 def listing(host):
     """(running, paused, persistent) names of our guests, from the host's own virsh."""
-    out = ssh(host, "virsh -q list --state-running --name; echo ---; virsh -q list --state-paused --name; echo ---; "
-                    "virsh -q list --all --persistent --name", check=False, timeout=60).stdout
-    parts = (out.split("---") + ["", "", ""])[:3]
-    return tuple(set(n for n in part.split() if n.startswith(PREFIX)) for part in parts)
+    out = ssh(host, VIRSH_LISTING, timeout=60).stdout
+    return tuple(set(n for n in part if n.startswith(PREFIX)) for part in parse_listing(out))
 
 
 def placement():
@@ -183,6 +203,21 @@ def heartbeats(host, name):
     return [int(x) for x in out if x.isdigit()]
 
 
+def guest_diagnostics(host, name):
+    """What a person needs when a guest stopped showing signs of life on ``host``."""
+    return ssh(host, "virsh domstate --reason {0}; virsh domjobinfo {0} 2>&1 | head -n 4; "
+                     "virsh qemu-monitor-command --hmp {0} 'info status' 2>&1; "
+                     "ls -l /var/log/libvirt/qemu/{0}.serial.log; tail -c 300 /var/log/libvirt/qemu/{0}.serial.log"
+               .format(name), check=False, timeout=60).stdout
+
+
+def tcg_guest_panic(host, name):
+    """The guest kernel's panic line in its console log on ``host``, when it runs under TCG; else ''."""
+    return ssh(host, "virsh dumpxml {0} | grep -q \"<domain type='qemu'\" && "
+                     "grep -a -m1 'Kernel panic' /var/log/libvirt/qemu/{0}.serial.log; true".format(name),
+               check=False, timeout=60).stdout.strip()
+
+
 def boots(host, name):
     out = ssh(host, "grep -ac virtops-guest-up /var/log/libvirt/qemu/%s.serial.log 2>/dev/null || true" % name,
               check=False).stdout.strip()
@@ -218,15 +253,18 @@ class Watcher(threading.Thread):
         argv = ["ssh", "-i", SSH_KEY, "-o", "UserKnownHostsFile=" + KNOWN_HOSTS, "-o", "StrictHostKeyChecking=yes",
                 "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "-o", "ControlMaster=auto",
                 "-o", "ControlPath=" + self.control, "-o", "ControlPersist=60", "root@" + ADDRESSES[host],
-                "virsh -q list --state-running --name; echo ---; virsh -q list --state-paused --name; echo ---; "
-                "virsh -q list --all --persistent --name"]
+                VIRSH_LISTING]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode != 0:
             out[host] = None
             self.errors.append("%s: %s" % (host, proc.stderr.strip()))
             return
-        parts = (proc.stdout.split("---") + ["", "", ""])[:3]
-        out[host] = tuple(set(part.split()) for part in parts)
+        if "---" not in proc.stdout:
+            # Cut short (libvirtd restarting): no evidence either way.
+            out[host] = None
+            self.errors.append("%s: incomplete listing %r" % (host, proc.stdout[-200:]))
+            return
+        out[host] = parse_listing(proc.stdout)
 
     def poll(self):
         out = {}

@@ -33,7 +33,9 @@ from evacuate_helpers import (
     ensure_images_pools,
     failure_messages,
     guest,
+    guest_diagnostics,
     heartbeats,
+    tcg_guest_panic,
     journal,
     kill_playbook,
     maintenance,
@@ -83,9 +85,11 @@ def fleet(lab, tmp_path_factory):
 
 
 def base(fleet, **extra):
+    # The ladder (higher downtimes, auto-converge) lets the dirtying guests converge on a slower link too.
     out = dict(evacuate_host="hv1", evacuate_domain_pattern="^ev-", evacuate_control_dir=fleet["control"],
                evacuate_iperf3_port=IPERF3_PORT, evacuate_progress_interval=2, evacuate_shutdown_timeout=60,
-               evacuate_maintenance_reason=MAINTENANCE_REASON)
+               evacuate_maintenance_reason=MAINTENANCE_REASON, evacuate_auto_converge=True,
+               evacuate_max_downtime_steps=[500, 1000, 2000])
     out.update(extra)
     return out
 
@@ -95,13 +99,25 @@ def all_on(host, names):
     return all(now.get(n) == ([host], [host]) for n in names)
 
 
-def assert_each_runs_once(names, may_stop=()):
+def assert_each_runs_once(names, may_stop=(), interrupted=False):
+    """Each guest runs on exactly one host (unless it may be stopped) and is persistent on exactly one.
+
+    ``interrupted``: the evacuation was just killed. A live move libvirt completed after that is
+    undefined on the source and not yet defined on the destination (the module defines it there only
+    once the source let go, so that no two hosts ever hold it); such a guest must still run on exactly
+    one host, and the resumed run defines it there. Returns the names found transient.
+    """
     now = placement()
+    transient = []
     for name in names:
         running, persistent = now.get(name, ([], []))
-        assert len(persistent) == 1, "%s is persistent on %s" % (name, persistent)
+        if interrupted and not persistent and len(running) == 1:
+            transient.append(name)
+        else:
+            assert len(persistent) == 1, "%s is persistent on %s" % (name, persistent)
         if name not in may_stop:
             assert len(running) == 1, "%s runs on %s" % (name, running)
+    return transient
 
 
 def evacuate_result(report, host="hv1"):
@@ -144,9 +160,6 @@ def test_a_plan_without_the_capacity_stops_before_anything_moves(fleet):
 
 # --- 2. evacuate: killed mid-way, resumed, watched ---------------------------------------------
 
-@pytest.mark.xfail(reason="known gap (issue 6 stays open): in the clean-clone run the safety assertions held "
-                          "(every guest on exactly one host at every poll, nothing moved twice) but the journal "
-                          "recorded 2 runs where the test expects 3 (killed, settling, resumed)", strict=False)
 def test_evacuation_killed_mid_way_resumes_and_every_guest_always_runs_once(fleet):
     assert all_on("hv1", FLEET), placement()
     beats = dict((n, max(heartbeats("hv1", n))) for n in LIVE)
@@ -175,7 +188,10 @@ def test_evacuation_killed_mid_way_resumes_and_every_guest_always_runs_once(flee
         left = journal("hv1", "ev-evac")
         assert left["phase"] == "running"   # the killed run never finished its journal
         print("killed after %.1f s with %s moved and %s in flight" % (killed_at, moved_before, in_flight))
-        assert_each_runs_once(FLEET, may_stop={"ev-cold", "ev-off"})
+        transient = assert_each_runs_once(FLEET, may_stop={"ev-cold", "ev-off"}, interrupted=True)
+        left_in_flight = [n for n, r in left["domains"].items() if r["status"] == "in_flight"]
+        assert set(transient) <= set(left_in_flight), (transient, left_in_flight)
+        print("transient after the kill (moved by libvirt, to be defined by the resume): %s" % transient)
 
         rc, report, wall = run_playbook("evacuate_host.yml", extra)
         assert rc == 0, failure_messages(report)
@@ -202,8 +218,21 @@ def test_evacuation_killed_mid_way_resumes_and_every_guest_always_runs_once(flee
     assert now["ev-aa-1"][0] != now["ev-aa-2"][0]
     for name in LIVE:
         host = now[name][0][0]
-        assert boots(host, name) == 0, "%s booted again on %s" % (name, host)
-        wait_for(lambda n=name, h=host: max(heartbeats(h, n) or [0]) > beats[n], 60, "%s's heartbeat on %s" % (name, host))
+        panic = tcg_guest_panic(host, name)
+        if panic:
+            # QEMU's TCG on this machine corrupts a memory-dirtying guest in many of its live migrations,
+            # plain `virsh migrate` too (lab/README.md, "Known defects"): the guest panics right after arriving
+            # and reboots. A boot after such a panic is that defect; a boot without one would be a restart.
+            print("%s: guest kernel panic after its live migration to %s (QEMU TCG defect): %s" % (name, host, panic))
+            assert boots(host, name) == 1, "%s booted again on %s" % (name, host)
+            beats[name] = -1
+        else:
+            assert boots(host, name) == 0, "%s booted again on %s" % (name, host)
+        try:
+            wait_for(lambda n=name, h=host: max(heartbeats(h, n) or [-1]) > beats[n], 60,
+                     "%s's heartbeat on %s" % (name, host))
+        except AssertionError as err:
+            raise AssertionError("%s; %s" % (err, guest_diagnostics(host, name))) from None
     assert maintenance("hv1") and "ev-evac" in maintenance("hv1")
     assert watcher.polls > 20 and watcher.violations == [], watcher.violations[:10]
     report_file = os.path.join(fleet["control"], "hv1", "ev-evac.report.json")
@@ -246,9 +275,6 @@ def test_restore_brings_every_guest_back(fleet):
 
 # --- 5. abort ----------------------------------------------------------------------------------
 
-@pytest.mark.xfail(reason="known gap (issue 6 stays open): the abort left the busy guest running on its source "
-                          "and started nothing new, but the abort play's report lacked the 'Show where it stopped' "
-                          "message the test reads", strict=False)
 def test_abort_cancels_the_in_flight_precopy_and_starts_nothing_new(fleet):
     guest("hv1", BUSY, memory=192, disk="none", dirty_mib=96, dirty_rate=0)
     try:
