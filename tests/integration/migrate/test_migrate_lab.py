@@ -266,6 +266,11 @@ def test_local_disk_is_copied(guests, images_pool):
     assert_only_on(name, "hv1")
 
     make_pool()
+    # An image of that name was deleted behind libvirt's back on hv2: its pool still lists it, and libvirt
+    # would fail to copy into it ("unable to stat") unless the module rescans the pool first.
+    ssh("hv2", "qemu-img create -q -f qcow2 {0} 64M && for p in $(virsh -q pool-list --name); do "
+               "virsh -q pool-refresh $p >/dev/null; done; rm -f {0}".format(image))
+    assert ssh("hv2", "virsh vol-name %s" % image, check=False).returncode == 0, "no stale volume to test with"
     check, _wall = migrate("hv1", check=True, copy_storage="all", **args)
     assert not check.get("failed"), check.get("msg")
     assert check["plan"]["copy_disks"] == ["vda"]
