@@ -22,7 +22,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 .PHONY: help setup packages venv collection lab-up lab-down lab-status demo test unit sanity lint integration bench
 
 help:
-	@echo "make demo        set up, bring the lab up and run the collection's main job on it"
+	@echo "make demo        set up, bring the lab up, prepare it, start guests and evacuate hv1"
 	@echo "make test        set up and run every test (unit, sanity, lint, lab integration, molecule)"
 	@echo "make bench       benchmarks (tables; the lab ones need a prepared lab)"
 	@echo "make lab-up | lab-down | lab-status"
