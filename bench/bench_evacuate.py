@@ -36,13 +36,12 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration", "evacuate"))
 
-from conftest import lab_status, labctl, ssh, wait_for  # noqa: E402
+from conftest import heartbeats, lab_status, labctl, ssh, wait_for  # noqa: E402
 from evacuate_helpers import (  # noqa: E402
     clean_host_state,
     ensure_images_pools,
     failure_messages,
     guest,
-    heartbeats,
     placement,
     remove_images_pools,
     run_playbook,

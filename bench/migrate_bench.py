@@ -28,8 +28,8 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration", "migrate"))
 
-from conftest import lab_status, ssh, wait_for  # noqa: E402
-from migrate_helpers import guest, heartbeats, link_collection, migrate, remove_guest, tls_ready, unique  # noqa: E402
+from conftest import heartbeats, lab_status, ssh, wait_for  # noqa: E402
+from migrate_helpers import guest, link_collection, migrate, remove_guest, tls_ready, unique  # noqa: E402
 
 VIRSH_FLAGS = "--live --p2p --tls --persistent --undefinesource --abort-on-error"
 

@@ -154,15 +154,6 @@ class Hypervisor(object):
             raise
         return result != libvirt.VIR_CPU_COMPARE_INCOMPATIBLE, None
 
-    def storage_pool_for_directory(self, directory):
-        """The name of the storage pool whose target is ``directory``, or None."""
-        pool = lookup(
-            "looking up a storage pool for %s on %s" % (directory, self.name),
-            self.conn.storagePoolLookupByTargetPath,
-            directory,
-        )
-        return pool.name() if pool is not None else None
-
     def refresh_pool_for_directory(self, directory):
         """Rescan the storage pool whose target is ``directory``, if there is an active one.
 

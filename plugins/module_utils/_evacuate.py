@@ -58,7 +58,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._errors import (
     call,
     lookup,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._escalation import POSTCOPY_CHOICES, TIMEOUT_ACTIONS
 from ansible_collections.virtops.migration.plugins.module_utils._host_facts import METADATA_NS, parse_policy
 from ansible_collections.virtops.migration.plugins.module_utils._jobstats import JobSnapshot
 from ansible_collections.virtops.migration.plugins.module_utils._journal import (
@@ -78,10 +77,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._journal import 
     utc_now,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt import constant
-from ansible_collections.virtops.migration.plugins.module_utils._migrate import MigrateTask, state_of
+from ansible_collections.virtops.migration.plugins.module_utils._migrate import MigrateTask, define_where_it_runs, state_of
 from ansible_collections.virtops.migration.plugins.module_utils._migration_plan import (
-    COMPRESSION_METHODS,
-    COPY_STORAGE,
+    MIGRATE_ARGUMENT_SPEC,
     MIN_DEFAULT_TIMEOUT_S,
     TIMEOUT_S_PER_GIB,
     MigrationRequest,
@@ -121,28 +119,14 @@ EVACUATE_ARGUMENT_SPEC = dict(
     source_throughput_mib_s=dict(type="float"),
     journal_dir=dict(type="path", default=DEFAULT_DIRECTORY),
     run_tag=dict(type="str"),
-    # The migrate module's options that apply to every move.
-    tls=dict(type="bool", default=True),
-    max_downtime=dict(type="int"),
-    max_downtime_steps=dict(type="list", elements="int", default=[]),
-    stall_iterations=dict(type="int", default=2),
-    auto_converge=dict(type="bool", default=False),
-    postcopy=dict(type="str", default="never", choices=list(POSTCOPY_CHOICES)),
-    postcopy_resume=dict(type="bool", default=True),
-    timeout=dict(type="int"),
-    timeout_action=dict(type="str", default="abort", choices=list(TIMEOUT_ACTIONS)),
-    parallel_connections=dict(type="int"),
-    compression=dict(type="list", elements="str", choices=list(COMPRESSION_METHODS), default=[]),
-    copy_storage=dict(type="str", default="all", choices=list(COPY_STORAGE)),
-    shutdown_timeout=dict(type="int", default=120),
-    force=dict(type="bool", default=False),
-    cpu_check=dict(type="bool", default=True),
 )
-
-# Options passed through to the migrate engine unchanged.
+# The migrate module's options that apply to every move, as that module declares them; an evacuation
+# copies disks that are not shared unless told otherwise.
 _MIGRATE_KEYS = ("tls", "max_downtime", "max_downtime_steps", "stall_iterations", "auto_converge", "postcopy",
                  "postcopy_resume", "timeout", "timeout_action", "parallel_connections", "compression",
                  "copy_storage", "shutdown_timeout", "force", "cpu_check")
+EVACUATE_ARGUMENT_SPEC.update((key, dict(MIGRATE_ARGUMENT_SPEC[key])) for key in _MIGRATE_KEYS)
+EVACUATE_ARGUMENT_SPEC["copy_storage"]["default"] = "all"
 
 
 class EvacuationFailed(VirtopsError):
@@ -436,10 +420,10 @@ class Evacuation(object):
                 record["status"] = SHUT_DOWN
                 record["finished_at"] = utc_now()
                 self.note(record, "shut down in place while no evacuation watched it")
-        elif dst is not None and src is None and dst["active"] and not dst.get("persistent") \
-                and not self.persist_on(record, target):
-            record["status"] = PENDING
         elif dst is not None and src is None:
+            if dst["active"] and not dst.get("persistent") and not self.persist_on(record, target):
+                record["status"] = PENDING
+                return
             if ran and not dst["active"]:
                 for note in self.executor.start_on(record, target):
                     self.note(record, note)
@@ -1066,9 +1050,7 @@ class LibvirtExecutor(object):
         if dom is None:
             return "%s no longer holds it" % host
         try:
-            xml = call("reading the definition of %s on %s" % (record["domain"], host), dom.XMLDesc,
-                       constant("VIR_DOMAIN_XML_SECURE", 1) | constant("VIR_DOMAIN_XML_MIGRATABLE", 8))
-            call("defining %s on %s" % (record["domain"], host), hypervisor.conn.defineXML, xml)
+            define_where_it_runs(hypervisor, dom)
         except LibvirtError as err:
             return err.msg
         return None

@@ -126,6 +126,13 @@ def state_of(dom, where):
     return DomainState(dom.name(), dom.UUIDString(), state[0], state[1], bool(persistent))
 
 
+def define_where_it_runs(hypervisor, dom):
+    """Make the domain ``dom``, running transient on ``hypervisor``, persistent there as it runs."""
+    xml = call("reading the definition of %s on %s" % (dom.name(), hypervisor.name), dom.XMLDesc,
+               libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+    call("defining %s on %s" % (dom.name(), hypervisor.name), hypervisor.conn.defineXML, xml)
+
+
 def _state_dict(state, hypervisor):
     out = dict(host=hypervisor.name, present=state is not None)
     if state is not None:
@@ -352,15 +359,15 @@ class MigrateTask(object):
 
     # --- finishing a half-done move --------------------------------------------------
 
-    def persistent_definition(self):
+    def persistent_definition(self, src_state):
         """The source's definition to make persistent on the destination after the move.
 
-        Its inactive configuration when it has one (what libvirt's PERSIST_DEST would carry,
-        pending edits included), else the running one. Read before the migration: once the
-        source has undefined the domain it is gone.
+        Its inactive configuration when it has one (``src_state.persistent``: what libvirt's
+        PERSIST_DEST would carry, pending edits included), else the running one. Read before the
+        migration: once the source has undefined the domain it is gone.
         """
         flags_value = libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE
-        if lookup("reading whether the domain is persistent on %s" % self.src.name, self.src_dom.isPersistent):
+        if src_state.persistent:
             flags_value |= libvirt.VIR_DOMAIN_XML_INACTIVE
         return call("reading the definition of the domain on %s" % self.src.name, self.src_dom.XMLDesc, flags_value)
 
@@ -384,9 +391,9 @@ class MigrateTask(object):
         done = []
         if "persist_destination" in steps:
             if xml is None:
-                xml = call("reading the definition of the domain on %s" % self.dst.name, self.dst_dom.XMLDesc,
-                           libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE)
-            call("defining the domain on %s" % self.dst.name, self.dst.conn.defineXML, xml)
+                define_where_it_runs(self.dst, self.dst_dom)
+            else:
+                call("defining the domain on %s" % self.dst.name, self.dst.conn.defineXML, xml)
             done.append("defined the domain on %s" % self.dst.name)
         if "undefine_source" in steps:
             call("undefining the leftover definition on %s" % self.src.name, self.src_dom.undefineFlags,
@@ -561,8 +568,9 @@ class LiveMigration(object):
     def run(self):
         task, plan = self.task, self.plan
         controller = EscalationController(plan.policy(live=True))
-        was_running = state_of(task.src_dom, task.src.name).state == RUNNING
-        definition = task.persistent_definition() if task.request.persistent else None
+        src_state = state_of(task.src_dom, task.src.name)
+        was_running = src_state.state == RUNNING
+        definition = task.persistent_definition(src_state) if task.request.persistent else None
         runner = JobRunner(task, task.src_dom, str(task.dst.uri), plan.params, plan.flags, controller)
         error = runner.run()
         result = dict(escalations=controller.escalations)
@@ -640,7 +648,7 @@ class LiveMigration(object):
         else:
             if task.request.persistent and definition is None:
                 definition = lookup("reading the definition of the domain on %s" % task.src.name,
-                                    task.persistent_definition)
+                                    task.persistent_definition, src_state)
             attempt = self._resume(resume_flag)
         if self._recovered():
             why = error.msg if error is not None else "in an earlier run"
@@ -744,6 +752,7 @@ class ColdMigration(object):
     def __init__(self, task, plan, src_state):
         self.task = task
         self.plan = plan
+        self.src_state = src_state
         self.ran_before = src_state.active
 
     def run(self):
@@ -759,7 +768,7 @@ class ColdMigration(object):
         runner = None
         definition = None
         if self.plan.copy_targets:
-            definition = task.persistent_definition()
+            definition = task.persistent_definition(self.src_state)
             runner = self._move_with_disks()
         else:
             self._move_definition()

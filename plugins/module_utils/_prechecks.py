@@ -133,9 +133,10 @@ def storage(dst, desc, mounts, copy_storage):
     for placement in plan.placements:
         disk = placement.disk
         label = "disk %s (%s)" % (disk.target, disk.source or "empty")
+        pool = None
         if placement.kind == LOCAL and copy_storage != "none" and disk.source:
             # What the destination's pool lists may be stale (a disk deleted behind libvirt's back): rescan it.
-            dst.refresh_pool_for_directory(os.path.dirname(disk.source))
+            pool = dst.refresh_pool_for_directory(os.path.dirname(disk.source))
         if placement.kind == SHARED:
             found.append(check("storage", OK, "%s: %s" % (label, placement.reason)))
         elif placement.kind != LOCAL:
@@ -147,7 +148,6 @@ def storage(dst, desc, mounts, copy_storage):
             found.append(check("storage", OK, "%s: local, copied into the existing volume on %s" % (label, dst.name)))
         else:
             directory = os.path.dirname(disk.source)
-            pool = dst.storage_pool_for_directory(directory)
             if pool is not None:
                 found.append(check("storage", OK, "%s: local, copied; libvirt creates it in pool %s on %s" % (
                     label, pool, dst.name)))

@@ -43,6 +43,20 @@ def ssh(host, command, check=True, timeout=120):
     return result
 
 
+def heartbeats(host, name):
+    """Heartbeat numbers the guest printed on its serial console on ``host``."""
+    out = ssh(host, "grep -ao 'virtops-heartbeat [0-9]*' /var/log/libvirt/qemu/%s.serial.log 2>/dev/null | "
+                    "tail -n 3 || true" % name, check=False).stdout.split()
+    return [int(x) for x in out if x.isdigit()]
+
+
+def boots(host, name):
+    """How many times the guest booted on ``host``, from its serial console log there."""
+    out = ssh(host, "grep -ac virtops-guest-up /var/log/libvirt/qemu/%s.serial.log 2>/dev/null || true" % name,
+              check=False).stdout.strip()
+    return int(out or 0)
+
+
 def domains(host):
     """{name: {"state": ..., "persistent": bool}} as the host's own virsh reports them."""
     found = {}

@@ -11,7 +11,17 @@ import subprocess
 import threading
 import time
 
-from conftest import ADDRESSES, HYPERVISORS, INVENTORY, KNOWN_HOSTS, REPO, SSH_KEY, ansible_env, labctl, ssh
+from conftest import (
+    ADDRESSES,
+    HYPERVISORS,
+    INVENTORY,
+    KNOWN_HOSTS,
+    REPO,
+    SSH_KEY,
+    ansible_env,
+    labctl,
+    ssh,
+)
 
 ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
 JOURNAL_DIR = "/var/lib/virtops-migration/evacuations"
@@ -197,12 +207,6 @@ def guest(host, name, **options):
     return name
 
 
-def heartbeats(host, name):
-    out = ssh(host, "grep -ao 'virtops-heartbeat [0-9]*' /var/log/libvirt/qemu/%s.serial.log 2>/dev/null | "
-                    "tail -n 3 || true" % name, check=False).stdout.split()
-    return [int(x) for x in out if x.isdigit()]
-
-
 def guest_diagnostics(host, name):
     """What a person needs when a guest stopped showing signs of life on ``host``."""
     return ssh(host, "virsh domstate --reason {0}; virsh domjobinfo {0} 2>&1 | head -n 4; "
@@ -216,12 +220,6 @@ def tcg_guest_panic(host, name):
     return ssh(host, "virsh dumpxml {0} | grep -q \"<domain type='qemu'\" && "
                      "grep -a -m1 'Kernel panic' /var/log/libvirt/qemu/{0}.serial.log; true".format(name),
                check=False, timeout=60).stdout.strip()
-
-
-def boots(host, name):
-    out = ssh(host, "grep -ac virtops-guest-up /var/log/libvirt/qemu/%s.serial.log 2>/dev/null || true" % name,
-              check=False).stdout.strip()
-    return int(out or 0)
 
 
 class Watcher(threading.Thread):

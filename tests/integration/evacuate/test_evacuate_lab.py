@@ -23,18 +23,16 @@ import time
 
 import pytest
 
-from conftest import HYPERVISORS, labctl, ssh, wait_for
+from conftest import HYPERVISORS, boots, heartbeats, labctl, ssh, wait_for
 from evacuate_helpers import (
     IPERF3_PORT,
     MAINTENANCE_REASON,
     Watcher,
-    boots,
     clean_host_state,
     ensure_images_pools,
     failure_messages,
     guest,
     guest_diagnostics,
-    heartbeats,
     tcg_guest_panic,
     journal,
     kill_playbook,

@@ -121,19 +121,6 @@ def state_on(host, name):
     return out or "absent"
 
 
-def heartbeats(host, name):
-    """Heartbeat numbers the guest printed on its serial console on ``host``."""
-    out = ssh(host, "grep -ao 'virtops-heartbeat [0-9]*' /var/log/libvirt/qemu/%s.serial.log 2>/dev/null | "
-                    "tail -n 3 || true" % name, check=False).stdout.split()
-    return [int(x) for x in out if x.isdigit()]
-
-
-def boots(host, name):
-    out = ssh(host, "grep -ac virtops-guest-up /var/log/libvirt/qemu/%s.serial.log 2>/dev/null || true" % name,
-              check=False).stdout.strip()
-    return int(out or 0)
-
-
 def tx_bytes(host, interface="mig0"):
     """Bytes the host has sent on ``interface`` (its own network namespace's counters)."""
     out = ssh(host, "ip -s -j link show dev %s" % interface).stdout

@@ -13,13 +13,11 @@ import time
 
 import pytest
 
-from conftest import labctl, wait_for
+from conftest import boots, heartbeats, labctl, wait_for
 from migrate_helpers import (
     MIGRATION_ADDRESSES,
     Background,
-    boots,
     guest,
-    heartbeats,
     link_collection,
     migrate,
     placement,
