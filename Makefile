@@ -14,12 +14,12 @@ INVENTORY := inventories/lab/hosts.yml
 # the virtual environment (libvirt-python compiles against libvirt-dev).
 DEB_PACKAGES := debootstrap systemd-container iproute2 openssh-client busybox-static \
 	qemu-system-x86 qemu-utils iperf3 gcc libc6-dev pkg-config libvirt-dev \
-	python3 python3-dev python3-venv git rsync
+	python3 python3-dev python3-venv git rsync shellcheck
 
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.tmp/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup packages venv collection lab-up lab-down lab-status demo test unit sanity lint integration bench
+.PHONY: help setup packages venv collection lab-up lab-down lab-status demo test unit sanity lint fresh integration bench
 
 help:
 	@echo "make demo        set up, bring the lab up, prepare it, start guests and evacuate hv1"
@@ -73,6 +73,10 @@ sanity: setup
 
 lint: setup
 	tests/run-all lint
+
+# The README's set-up and the stages above, inside a pristine Debian 12 root (tests/fresh/run).
+fresh: packages
+	tests/run-all fresh
 
 integration: setup
 	tests/run-all integration

@@ -131,7 +131,7 @@ def test_needs_no_libvirt():
 # --- documentation -------------------------------------------------------------------
 
 DOC = yaml.safe_load(evacuation_plan.DOCUMENTATION)
-RETURN = yaml.safe_load(evacuation_plan.RETURN)
+RETURNED_DOC = yaml.safe_load(evacuation_plan.RETURN)
 TYPES = dict(str=str, bool=bool, int=int, float=(int, float), list=list, dict=dict)
 
 
@@ -160,8 +160,8 @@ def test_every_returned_key_is_documented(run):
     out = run(prechecks=[dict(domain="db", source="hv1", destination="hv3", verdict="block", reasons=["cpu"])],
               exclude=["hv4"], unchecked_pairs="allow")
     returned = set(out) - {"rc", "changed", "invocation", "warnings", "deprecations"}
-    assert returned == set(RETURN), returned ^ set(RETURN)
-    for key, doc in RETURN.items():
+    assert returned == set(RETURNED_DOC), returned ^ set(RETURNED_DOC)
+    for key, doc in RETURNED_DOC.items():
         value = out[key]
         assert isinstance(value, TYPES[doc["type"]]), key
         assert doc.get("description") and doc.get("returned")
