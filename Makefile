@@ -9,17 +9,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 LABCTL := lab/labctl
 INVENTORY := inventories/lab/hosts.yml
-# Control-node packages from Debian: the lab (debootstrap, nspawn, iproute2/tc, QEMU
-# for the accelerator probe), the guest image (busybox, gcc for its workload) and
-# the virtual environment (libvirt-python compiles against libvirt-dev).
+# Control-node packages from Debian, each with its reason in README.md ("What the set-up
+# installs"): the lab (debootstrap, nspawn, iproute2/tc, QEMU for the accelerator probe),
+# the guest image (busybox, gcc for its workload), the virtual environment (libvirt-python
+# compiles against libvirt-dev) and the checks (git for ansible-test, shellcheck).
 DEB_PACKAGES := debootstrap systemd-container iproute2 openssh-client busybox-static \
 	qemu-system-x86 qemu-utils iperf3 gcc libc6-dev pkg-config libvirt-dev \
-	python3 python3-dev python3-venv git rsync shellcheck
+	python3 python3-dev python3-venv git shellcheck
 
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.tmp/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup packages venv collection lab-up lab-down lab-status demo test unit sanity lint fresh integration bench
+.PHONY: help setup packages venv collection lab-up lab-down lab-status demo test unit sanity lint tarball fresh integration bench
 
 help:
 	@echo "make demo        set up, bring the lab up, prepare it, start guests and evacuate hv1"
@@ -73,6 +74,10 @@ sanity: setup
 
 lint: setup
 	tests/run-all lint
+
+# The built tarball, installed as users install it: ansible-test sanity and units on it.
+tarball: setup
+	tests/run-all tarball
 
 # The README's set-up and the stages above, inside a pristine Debian 12 root (tests/fresh/run).
 fresh: packages
