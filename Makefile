@@ -20,11 +20,12 @@ DEB_PACKAGES := debootstrap systemd-container iproute2 openssh-client busybox-st
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.tmp/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup packages venv collection lab-up lab-down lab-status demo test unit sanity lint tarball fresh integration bench
+.PHONY: help setup packages venv collection lab-up lab-down lab-status demo test unit sanity lint tarball fresh integration docs bench
 
 help:
 	@echo "make demo        set up, bring the lab up, prepare it, start guests and evacuate hv1"
 	@echo "make test        set up and run every test (unit, sanity, lint, lab integration, molecule)"
+	@echo "make docs        the collection's docsite as HTML (.tmp/docsite/build/html)"
 	@echo "make bench       benchmarks (tables; the lab ones need a prepared lab)"
 	@echo "make lab-up | lab-down | lab-status"
 
@@ -85,6 +86,10 @@ fresh: packages
 
 integration: setup
 	tests/run-all integration
+
+# The docsite as HTML (docs/build): .tmp/docsite/build/html/index.html.
+docs: packages
+	docs/build
 
 # Performance lives here, as tables, never in timed tests (bench/README.md).
 bench: setup
