@@ -56,6 +56,10 @@ author:
   - virtops maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.migration.attributes
+  - virtops.migration.options.ladder
+  - virtops.migration.options.capacity
+  - virtops.migration.options.concurrency
+  - virtops.migration.options.source
 attributes:
   check_mode:
     support: full
@@ -69,9 +73,6 @@ attributes:
       - Always returns C(changed=false).
 options:
   source:
-    description:
-      - Inventory name of the host to empty. Must be a key of O(hosts).
-    type: str
     required: true
   hosts:
     description:
@@ -158,22 +159,6 @@ options:
     type: list
     elements: str
     default: []
-  memory_overcommit:
-    description:
-      - Ratio of guest memory to a destination's C(memory_committable_mib).
-    type: float
-    default: 1.0
-  vcpu_overcommit:
-    description:
-      - Ratio of guest vCPUs to a destination's C(vcpus_total).
-    type: float
-    default: 4.0
-  reserved_memory_mib:
-    description:
-      - Memory kept free on every destination, in MiB - in addition to what C(memory_committable_mib) already
-        leaves out.
-    type: int
-    default: 0
   count_shutoff_domains:
     description:
       - Count the memory and vCPUs of persistent shut-off domains on a destination as used - they may start again.
@@ -194,16 +179,6 @@ options:
     type: str
     choices: [none, cold]
     default: none
-  max_parallel_per_source:
-    description:
-      - Migrations running from the source at the same time.
-    type: int
-    default: 2
-  max_parallel_per_destination:
-    description:
-      - Migrations running to one destination at the same time.
-    type: int
-    default: 1
   bandwidth_budget_mib_s:
     description:
       - Bandwidth in MiB/s shared by the migrations running from the source at the same time.
@@ -217,38 +192,7 @@ options:
     type: float
     default: 0.0
   max_downtime:
-    description:
-      - Downtime limit of pre-copy in milliseconds, as the migrate module's option.
-    type: int
     default: 300
-  max_downtime_steps:
-    description:
-      - Higher downtime limits the migrate module may climb when pre-copy stalls (its option of the same name).
-    type: list
-    elements: int
-    default: []
-  auto_converge:
-    description:
-      - Whether migrations permit auto-converge (vCPU throttling), as the migrate module's option.
-    type: bool
-    default: false
-  postcopy:
-    description:
-      - Whether migrations permit post-copy, as the migrate module's option.
-    type: str
-    choices: [never, permit, after_first_pass]
-    default: never
-  timeout:
-    description:
-      - Completion timeout of each migration in seconds, as the migrate module's option; by default 800 s per GiB
-        to move, at least 300 s. A rung predicted to take longer does not count as converging.
-    type: int
-  timeout_action:
-    description:
-      - What the migrate module does at the timeout; C(postcopy) and C(pause) are rungs of the ladder then.
-    type: str
-    choices: [abort, postcopy, pause]
-    default: abort
   setup_seconds:
     description:
       - Fixed overhead of each migration - connecting, starting QEMU on the destination, moving the definition.
@@ -514,23 +458,12 @@ summary:
       per source and 1 per destination at a time."
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.virtops.migration.plugins.module_utils._errors import VirtopsError
-from ansible_collections.virtops.migration.plugins.module_utils._placement import (
-    EVACUATION_PLAN_ARGUMENT_SPEC,
-    invocation,
-    run_evacuation_plan,
-)
+from ansible_collections.virtops.migration.plugins.module_utils._planning.placement import EVACUATION_PLAN_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._module import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=EVACUATION_PLAN_ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        result = run_evacuation_plan(module.params)
-    except VirtopsError as err:
-        module.fail_json(msg=err.msg, invocation=invocation(module.params), **err.details)
-    module.exit_json(invocation=invocation(module.params), **result)
+    run_module(EVACUATION_PLAN_MODULE)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,15 @@ import random
 
 import pytest
 
-from ansible_collections.virtops.migration.plugins.module_utils import _evacuate as ev
-from ansible_collections.virtops.migration.plugins.module_utils._errors import (
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation import engine as ev
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     DomainStateError,
     MigrationFailed,
     ParameterError,
     PostcopyFailed,
     PrecheckFailed,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._journal import (
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import (
     Journal,
     JournalError,
     JournalStore,

@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from ansible_collections.virtops.migration.plugins.module_utils._errors import ParameterError, VirtopsError
-from ansible_collections.virtops.migration.plugins.module_utils._placement import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
+from ansible_collections.virtops.migration.plugins.module_utils._planning.placement import (
     DEFAULT_BANDWIDTH_MIB_S,
     EVACUATION_PLAN_ARGUMENT_SPEC,
     MAX_NAMES,

@@ -21,8 +21,9 @@ import libvirt  # noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
 from fake_libvirt import Scenario, World  # noqa: E402
 
-from ansible_collections.virtops.migration.plugins.module_utils import _evacuate, _migrate  # noqa: E402
-from ansible_collections.virtops.migration.plugins.module_utils._journal import JournalStore  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation import engine as _evacuate  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._migration import task as _migrate  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import JournalStore  # noqa: E402
 from ansible_collections.virtops.migration.plugins.modules import evacuate  # noqa: E402
 
 UUIDS = ["00000000-0000-0000-0000-0000000000a%d" % i for i in range(4)]

@@ -19,7 +19,9 @@ import libvirt  # noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
 from fake_libvirt import LOCAL_DISK, FakeConn, Scenario, World, error  # noqa: E402
 
-from ansible_collections.virtops.migration.plugins.module_utils import _escalation, _migrate, _module  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._migration import escalation as _escalation  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._migration import task as _migrate  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils import _module  # noqa: E402
 from ansible_collections.virtops.migration.plugins.modules import migrate  # noqa: E402
 
 UUID = "0b5e7a4c-1d5e-4f7e-9a3b-2c8d6e1f0a9b"

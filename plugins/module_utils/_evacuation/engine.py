@@ -35,17 +35,18 @@ import os
 import threading
 import time
 
-from ansible_collections.virtops.migration.plugins.module_utils._connection import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
+    CONNECTION_ARGUMENT_SPEC,
     ConnectionSettings,
     open_hypervisor,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._domain import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import (
     PAUSED,
     PAUSED_POSTCOPY,
     RUNNING,
     RUNNING_POSTCOPY,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._errors import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     DomainStateError,
     LibvirtError,
     MigrationFailed,
@@ -58,9 +59,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._errors import (
     call,
     lookup,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._host_facts import METADATA_NS, parse_policy
-from ansible_collections.virtops.migration.plugins.module_utils._jobstats import JobSnapshot
-from ansible_collections.virtops.migration.plugins.module_utils._journal import (
+from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import domain_metadata, parse_policy
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.jobstats import JobSnapshot
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import (
     ABORTED,
     COMPLETED,
     DEFAULT_DIRECTORY,
@@ -76,15 +77,22 @@ from ansible_collections.virtops.migration.plugins.module_utils._journal import 
     JournalStore,
     utc_now,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt import constant
-from ansible_collections.virtops.migration.plugins.module_utils._migrate import MigrateTask, define_where_it_runs, state_of
-from ansible_collections.virtops.migration.plugins.module_utils._migration_plan import (
-    MIGRATE_ARGUMENT_SPEC,
-    MIN_DEFAULT_TIMEOUT_S,
-    TIMEOUT_S_PER_GIB,
-    MigrationRequest,
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import constant
+from ansible_collections.virtops.migration.plugins.module_utils._migration.task import MigrateTask, define_where_it_runs, state_of
+from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
+from ansible_collections.virtops.migration.plugins.module_utils._migration.request import MigrationRequest
+from ansible_collections.virtops.migration.plugins.module_utils._options import (
+    ADDRESSES,
+    CONCURRENCY,
+    LADDER,
+    MIGRATION,
+    SOURCE,
+    STORAGE,
+    argument_spec,
+    with_defaults,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._uri import validate_host
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import validate_host
+from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
 
 LIVE = "live"
 COLD = "cold"
@@ -101,32 +109,25 @@ ABORT_EVERY_S = 1.0
 SHUTDOWN_POLL_S = 0.5
 MIB = 1024 * 1024
 
-EVACUATE_ARGUMENT_SPEC = dict(
+# The evacuation's own options, then those of every move, as _options declares them for the
+# migrate module; an evacuation copies disks that are not shared unless told otherwise.
+EVACUATE_ARGUMENT_SPEC = argument_spec(
+    LADDER, MIGRATION, STORAGE["copy_storage"].but(default="all"), CONCURRENCY, ADDRESSES, SOURCE,
     evacuation_id=dict(type="str", required=True),
-    source=dict(type="str"),
     moves=dict(type="list", elements="dict", default=[]),
     skipped=dict(type="list", elements="dict", default=[]),
     settle_only=dict(type="bool", default=False),
-    migration_addresses=dict(type="dict", default={}),
-    max_parallel_per_source=dict(type="int", default=2),
-    max_parallel_per_destination=dict(type="int", default=1),
     retries=dict(type="int", default=1),
     retry_delay=dict(type="int", default=5),
     on_failure=dict(type="str", default="retry", choices=list(ON_FAILURE)),
     replacement_hosts=dict(type="list", elements="str", default=[]),
     use_planned_bandwidth=dict(type="bool", default=False),
-    bandwidth=dict(type="int"),
     source_throughput_mib_s=dict(type="float"),
     journal_dir=dict(type="path", default=DEFAULT_DIRECTORY),
     run_tag=dict(type="str"),
 )
-# The migrate module's options that apply to every move, as that module declares them; an evacuation
-# copies disks that are not shared unless told otherwise.
-_MIGRATE_KEYS = ("tls", "max_downtime", "max_downtime_steps", "stall_iterations", "auto_converge", "postcopy",
-                 "postcopy_resume", "timeout", "timeout_action", "parallel_connections", "compression",
-                 "copy_storage", "shutdown_timeout", "force", "cpu_check")
-EVACUATE_ARGUMENT_SPEC.update((key, dict(MIGRATE_ARGUMENT_SPEC[key])) for key in _MIGRATE_KEYS)
-EVACUATE_ARGUMENT_SPEC["copy_storage"]["default"] = "all"
+# The options every move passes on to the migrate engine.
+_MIGRATE_KEYS = tuple(LADDER) + tuple(MIGRATION) + tuple(STORAGE)
 
 
 class EvacuationFailed(VirtopsError):
@@ -173,8 +174,6 @@ class EvacuationRequest(object):
             if address in (None, ""):
                 continue
             self.addresses[validate_host(host, "migration_addresses key")] = str(address)
-        if params.get("bandwidth") is not None and params["bandwidth"] < 1:
-            raise ParameterError("bandwidth must be a positive number of MiB/s")
         throughput = params.get("source_throughput_mib_s")
         if throughput is not None and throughput <= 0:
             raise ParameterError("source_throughput_mib_s must be positive")
@@ -183,10 +182,9 @@ class EvacuationRequest(object):
         self.skipped = self._skipped(params.get("skipped") or [])
         if self.settle_only and self.moves:
             raise ParameterError("settle_only runs without moves: it only settles what an interrupted run left")
-        # Check the migrate options once, as the migrate module would, with a stand-in domain.
-        for move in self.moves:
-            if move["mode"] != SHUTDOWN:
-                self.migration_request(move, move["destination"])
+        # Check the migrate options once, as the migrate module would, with a stand-in move.
+        self.migration_request(dict(domain="stand-in", mode=LIVE), "destination.invalid")
+        self.ladder = Ladder.from_params(params)
 
     def _moves(self, moves):
         out = []
@@ -256,16 +254,13 @@ class EvacuationRequest(object):
         return params
 
     def migration_request(self, record, destination, settings=None):
-        dest_uri = (settings or ConnectionSettings.from_params(dict(uri=None, transport="tls", connect_timeout=10))
-                    ).remote(destination)
+        settings = settings or ConnectionSettings.from_params(with_defaults(CONNECTION_ARGUMENT_SPEC, self.params))
+        dest_uri = settings.remote(destination)
         return MigrationRequest.from_params(self.migrate_params(record, destination), dest_uri)
 
     def job_timeout(self, record):
         """How long a migration may run (the migrate module's rule), for jobs adopted from a killed run."""
-        if self.params.get("timeout"):
-            return self.params["timeout"]
-        gib = ((record.get("memory_mib") or 0) + (record.get("local_disk_mib") or 0)) / 1024.0
-        return max(MIN_DEFAULT_TIMEOUT_S, int(TIMEOUT_S_PER_GIB * gib + 0.5))
+        return self.ladder.effective_timeout((record.get("memory_mib") or 0) + (record.get("local_disk_mib") or 0))
 
 
 # --- the schedule ------------------------------------------------------------------------
@@ -1078,21 +1073,25 @@ class LibvirtExecutor(object):
         need = ((record.get("memory_mib") or 0) + committed_mib) * MIB
         if free is not None and free < need:
             return False, "%d MiB free, %d MiB needed" % (free // MIB, need // MIB)
-        group = self._group(self._source_domain(record))
-        if group:
-            for dom in call("listing the domains of %s" % host, dest.conn.listAllDomains, 0):
-                if self._group(dom) == group:
-                    return False, "anti-affinity group %r already has %s there" % (group, dom.name())
+        try:
+            group = self._group(self._source_domain(record))
+            if group:
+                for dom in call("listing the domains of %s" % host, dest.conn.listAllDomains, 0):
+                    if self._group(dom) == group:
+                        return False, "anti-affinity group %r already has %s there" % (group, dom.name())
+        except LibvirtError as err:
+            # A group that cannot be read is not "no group": the host is not used rather than risk it.
+            return False, "its anti-affinity could not be checked there: %s" % err.msg
         return True, None
 
     @staticmethod
     def _group(dom):
+        """The anti-affinity group of ``dom``; None when it has none (or is gone). Other libvirt errors raise."""
         if dom is None:
             return None
         try:
-            metadata = call("reading the migration policy", dom.metadata,
-                            constant("VIR_DOMAIN_METADATA_ELEMENT", 2), METADATA_NS, 0)
-        except LibvirtError:
+            metadata = domain_metadata(dom)
+        except NotFound:
             return None
         return parse_policy(metadata).get("anti_affinity")
 
@@ -1172,3 +1171,7 @@ def run_evacuate(module):
             request.evacuation_id, report.get("source") or "the source", report["result"], report["progress"])
         raise EvacuationFailed(msg, **report)
     return report
+
+
+# The evacuate module: its entry function and the argument spec it runs with.
+EVACUATE_MODULE = EntryPoint(run_evacuate, EVACUATE_ARGUMENT_SPEC)

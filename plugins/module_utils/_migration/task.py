@@ -21,19 +21,19 @@ from __future__ import annotations
 import threading
 import time
 
-from ansible_collections.virtops.migration.plugins.module_utils import _prechecks as prechecks
-from ansible_collections.virtops.migration.plugins.module_utils._connection import (
+from ansible_collections.virtops.migration.plugins.module_utils._facts import prechecks
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
     ConnectionSettings,
     local_address_of,
     open_hypervisor,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._domain import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import (
     PAUSED,
     RUNNING,
     DomainDescription,
     DomainState,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._errors import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     LibvirtError,
     MigrationFailed,
     NotFound,
@@ -45,7 +45,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._errors import (
     call,
     lookup,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._escalation import (
+from ansible_collections.virtops.migration.plugins.module_utils._migration.escalation import (
     ABORT,
     PAUSE_POSTCOPY,
     SET_DOWNTIME,
@@ -54,27 +54,29 @@ from ansible_collections.virtops.migration.plugins.module_utils._escalation impo
     SUSPEND,
     Action,
     EscalationController,
-    EscalationPolicy,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._jobstats import (
+from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.jobstats import (
     JobSnapshot,
     describe_progress,
     summarize,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt import flags, libvirt
-from ansible_collections.virtops.migration.plugins.module_utils._migration_plan import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import flags, libvirt
+from ansible_collections.virtops.migration.plugins.module_utils._migration.request import (
     COLD,
     FINISH,
     LIVE,
     NONE,
     RESUME_POSTCOPY,
+    MIGRATE_ARGUMENT_SPEC,
     MigrationRequest,
     cold_flags,
     decide,
     live_flags,
     migration_params,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._storage import parse_mountinfo, plan_storage
+from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.storage import parse_mountinfo, plan_storage
 
 # Job polling: fast until the job shows up (to apply max_downtime early), then steady.
 FIRST_POLL_S = 0.05
@@ -436,18 +438,10 @@ class _Plan(object):
         return flags("VIR_MIGRATE_", self.flag_names)
 
     def policy(self, live=True):
-        base = self.request.policy
+        """The ladder in force: the request's with the timeout; a disk copy (cold) only has the timeout."""
         if not live:
-            return EscalationPolicy(timeout=self.timeout, timeout_action="abort")
-        return EscalationPolicy(
-            max_downtime=base.max_downtime,
-            max_downtime_steps=base.max_downtime_steps,
-            stall_iterations=base.stall_iterations,
-            auto_converge=base.auto_converge,
-            postcopy=base.postcopy,
-            timeout=self.timeout,
-            timeout_action=base.timeout_action,
-        )
+            return Ladder(timeout=self.timeout, timeout_action="abort")
+        return self.request.policy.with_timeout(self.timeout)
 
     def as_dict(self):
         return dict(flags=list(self.flag_names), parameters=dict(self.params), copy_disks=list(self.copy_targets),
@@ -897,3 +891,7 @@ class ColdMigration(object):
                 "domain is now: %s." % (task.request.name, task.dst.name, task.src.name,
                                         "started" if self.ran_before else "stopped", err.msg, task._where_text()),
                 changed=True, where=task._where()) from None
+
+
+# The migrate module: its entry function and the argument spec it runs with.
+MIGRATE_MODULE = EntryPoint(run_migrate, MIGRATE_ARGUMENT_SPEC)

@@ -33,17 +33,23 @@ import heapq
 import math
 from operator import itemgetter
 
-from ansible_collections.virtops.migration.plugins.module_utils._errors import ParameterError
-from ansible_collections.virtops.migration.plugins.module_utils._escalation import (
-    POSTCOPY_CHOICES,
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
+from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import (
     QEMU_DEFAULT_DOWNTIME_MS,
-    TIMEOUT_ACTIONS,
+    Ladder,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._prediction import (
+from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
+from ansible_collections.virtops.migration.plugins.module_utils._options import (
+    CAPACITY,
+    CONCURRENCY,
+    LADDER,
+    SOURCE,
+    argument_spec,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import (
     DEFAULT_SETUP_SECONDS,
     LADDER_ORDER,
     Job,
-    Ladder,
     ladder_rank,
     predict_cold,
     predict_migration,
@@ -86,29 +92,21 @@ _PRECHECK_OPTIONS = dict(
     escalation=dict(type="str"),
 )
 
-# The module's options, with defaults (the module adds nothing to them).
-EVACUATION_PLAN_ARGUMENT_SPEC = dict(
-    source=dict(type="str", required=True),
+# The module's options: the shared ones as _options declares them (the planner predicts at
+# QEMU's default downtime unless told otherwise), then those only the planner has.
+EVACUATION_PLAN_ARGUMENT_SPEC = argument_spec(
+    LADDER["max_downtime"].but(default=QEMU_DEFAULT_DOWNTIME_MS),
+    *[option for name, option in LADDER.items() if name != "max_downtime"],
+    CAPACITY, CONCURRENCY, SOURCE["source"].but(required=True),
     hosts=dict(type="dict", required=True),
     prechecks=dict(type="list", elements="dict", default=[], options=_PRECHECK_OPTIONS),
     unchecked_pairs=dict(type="str", default="auto", choices=list(UNCHECKED_PAIRS)),
     exclude=dict(type="list", elements="str", default=[]),
-    memory_overcommit=dict(type="float", default=1.0),
-    vcpu_overcommit=dict(type="float", default=4.0),
-    reserved_memory_mib=dict(type="int", default=0),
     count_shutoff_domains=dict(type="bool", default=True),
     do_not_migrate_default=dict(type="str", default="skip", choices=list(POLICIES)),
     live_fallback=dict(type="str", default="none", choices=list(LIVE_FALLBACKS)),
-    max_parallel_per_source=dict(type="int", default=2),
-    max_parallel_per_destination=dict(type="int", default=1),
     bandwidth_budget_mib_s=dict(type="float"),
     assumed_dirty_rate_mib_s=dict(type="float", default=0.0),
-    max_downtime=dict(type="int", default=QEMU_DEFAULT_DOWNTIME_MS),
-    max_downtime_steps=dict(type="list", elements="int", default=[]),
-    auto_converge=dict(type="bool", default=False),
-    postcopy=dict(type="str", default="never", choices=list(POSTCOPY_CHOICES)),
-    timeout=dict(type="int"),
-    timeout_action=dict(type="str", default="abort", choices=list(TIMEOUT_ACTIONS)),
     setup_seconds=dict(type="float", default=DEFAULT_SETUP_SECONDS),
     shutdown_seconds=dict(type="float", default=DEFAULT_SHUTDOWN_SECONDS),
 )
@@ -172,28 +170,18 @@ class PlanOptions(object):
         _number(where, "bandwidth_budget_mib_s", merged["bandwidth_budget_mib_s"], allow_zero=False, optional=True)
         for key in ("assumed_dirty_rate_mib_s", "setup_seconds", "shutdown_seconds"):
             _number(where, key, merged[key])
-        _number(where, "max_downtime", merged["max_downtime"], allow_zero=False)
-        _number(where, "timeout", merged["timeout"], allow_zero=False, optional=True)
-        steps = merged["max_downtime_steps"] or []
-        for step in steps:
-            if not _is_number(step) or step <= merged["max_downtime"]:
-                raise ParameterError("max_downtime_steps must each be above max_downtime (%s ms), not %r"
-                                     % (merged["max_downtime"], step))
+        ladder = Ladder.from_params(merged)
         for key, choices in (("unchecked_pairs", UNCHECKED_PAIRS), ("do_not_migrate_default", POLICIES),
-                             ("live_fallback", LIVE_FALLBACKS), ("postcopy", POSTCOPY_CHOICES),
-                             ("timeout_action", TIMEOUT_ACTIONS)):
+                             ("live_fallback", LIVE_FALLBACKS)):
             if merged[key] not in choices:
                 raise ParameterError("%s must be one of %s, not %r" % (key, ", ".join(choices), merged[key]))
         exclude = merged["exclude"] or []
         if not isinstance(exclude, (list, tuple)) or not all(isinstance(h, str) for h in exclude):
             raise ParameterError("exclude must be a list of host names")
-        for key in ("count_shutoff_domains", "auto_converge"):
-            _bool(where, key, merged[key])
+        _bool(where, "count_shutoff_domains", merged["count_shutoff_domains"])
         self.__dict__.update(merged)
         self.exclude = frozenset(exclude)
-        self.ladder = Ladder(max_downtime=merged["max_downtime"], max_downtime_steps=steps,
-                             auto_converge=merged["auto_converge"], postcopy=merged["postcopy"],
-                             timeout=merged["timeout"], timeout_action=merged["timeout_action"])
+        self.ladder = ladder
 
     @classmethod
     def from_params(cls, params):
@@ -1012,3 +1000,13 @@ def run_evacuation_plan(params):
     """The module's entry point: its parameters in, its result out."""
     opts = PlanOptions.from_params(params)
     return plan_evacuation(params["source"], params["hosts"], params.get("prechecks"), opts)
+
+
+def _run_module(module):
+    return run_evacuation_plan(module.params)
+
+
+# The evacuation_plan module: it only plans, on the control node, so it opens no connection and
+# needs no libvirt; it echoes a summary of its bulky input instead of all of it.
+EVACUATION_PLAN_MODULE = EntryPoint(_run_module, EVACUATION_PLAN_ARGUMENT_SPEC, connection=False,
+                                    invocation=invocation)
