@@ -246,7 +246,7 @@ would_move:
   elements: dict
 """
 
-from ansible_collections.virtops.migration.plugins.module_utils._evacuation.engine import EVACUATE_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.run import EVACUATE_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._module import run_module
 
 

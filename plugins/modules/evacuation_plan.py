@@ -458,7 +458,7 @@ summary:
       per source and 1 per destination at a time."
 """
 
-from ansible_collections.virtops.migration.plugins.module_utils._planning.placement import EVACUATION_PLAN_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._planning.run import EVACUATION_PLAN_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._module import run_module
 
 

@@ -5,66 +5,36 @@
 #
 # PRIVATE to the virtops.migration collection. This is not a public API: it may change
 # or disappear in any release, and other collections must not import it.
-"""The entry point of virtops.migration.evacuate: carry out an evacuation plan.
+"""The evacuation's state machine: carry out an evacuation plan's moves, resumably.
 
-run_evacuate(module) runs on the source host. It takes the planner's moves, and:
+Evacuation runs on the source host. It takes the planner's moves, and:
 
 - settles what an interrupted run of the same evacuation left behind (the journal says
   in flight): a migration libvirt still runs is waited for, not started twice; one that
   finished is recorded where it went; one that failed is pending again;
 - starts the moves in the plan's order whenever a source slot and a slot on the
-  destination are free (``Scheduler``; a move that needs the whole bandwidth runs alone;
+  destination are free (``_planning.schedule.startable``; a move that needs the whole bandwidth runs alone;
   shutdowns in place go last), each in a thread of its own that runs the migrate
-  module's engine (``_migrate.MigrateTask``) with its own libvirt connections, so each
+  module's engine (``_migration.task.MigrateTask``) with its own libvirt connections, so each
   migration climbs its own escalation ladder;
 - retries, re-places or leaves a move that failed (``on_failure``), and makes sure a
   domain that ran is never left shut off by a failure;
-- writes the journal (``_journal``) after each change and about once a second, with the
+- writes the journal (``journal``) after each change and about once a second, with the
   progress of the migrations in flight;
 - watches for an abort request: it then aborts in-flight pre-copy migrations (the
   domain stays running on the source), lets post-copy ones and cold moves finish (they
   cannot be rolled back without stopping the guest), and starts nothing new.
 
 ``Evacuation`` holds that logic and talks to libvirt only through an executor
-(``LibvirtExecutor`` here, fakes in the unit tests), with an injectable clock.
+(``executor.Executor``: ``LibvirtExecutor`` in the module, fakes in the unit tests), with an injectable clock.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
-    CONNECTION_ARGUMENT_SPEC,
-    ConnectionSettings,
-    open_hypervisor,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import (
-    PAUSED,
-    PAUSED_POSTCOPY,
-    RUNNING,
-    RUNNING_POSTCOPY,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
-    DomainStateError,
-    LibvirtError,
-    MigrationFailed,
-    NotFound,
-    OperationInvalid,
-    ParameterError,
-    PostcopyFailed,
-    PrecheckFailed,
-    VirtopsError,
-    call,
-    lookup,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import domain_metadata, parse_policy
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.jobstats import JobSnapshot
-from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import (
-    ABORTED,
-    COMPLETED,
-    DEFAULT_DIRECTORY,
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.record import (
     DONE,
     FAILED,
     IN_FLIGHT,
@@ -72,252 +42,35 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.jour
     PENDING,
     SHUT_DOWN,
     SKIPPED,
-    Journal,
-    JournalError,
-    JournalStore,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import (
+    ABORTED,
+    COMPLETED,
     utc_now,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import constant
-from ansible_collections.virtops.migration.plugins.module_utils._migration.task import MigrateTask, define_where_it_runs, state_of
-from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
-from ansible_collections.virtops.migration.plugins.module_utils._migration.request import MigrationRequest
-from ansible_collections.virtops.migration.plugins.module_utils._options import (
-    ADDRESSES,
-    CONCURRENCY,
-    LADDER,
-    MIGRATION,
-    SOURCE,
-    STORAGE,
-    argument_spec,
-    with_defaults,
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.report import build_report
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.request import (
+    ACTIVE_STATES,
+    INTERRUPTED,
+    LIVE,
+    SHUTDOWN,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import validate_host
-from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
+    DomainStateError,
+    MigrationFailed,
+    ParameterError,
+    PostcopyFailed,
+    PrecheckFailed,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._planning.schedule import (
+    Slot,
+    startable,
+)
 
-LIVE = "live"
-COLD = "cold"
-SHUTDOWN = "shutdown"
-MODES = (LIVE, COLD, SHUTDOWN)
-ON_FAILURE = ("retry", "replace", "leave")
-ACTIVE_STATES = ("running", "paused", "blocked")
-# An interrupted run ended without a result; the next run resumes it.
-INTERRUPTED = "interrupted"
 
 TICK_S = 0.25
 SAVE_EVERY_S = 1.0
 ABORT_EVERY_S = 1.0
-SHUTDOWN_POLL_S = 0.5
-MIB = 1024 * 1024
-
-# The evacuation's own options, then those of every move, as _options declares them for the
-# migrate module; an evacuation copies disks that are not shared unless told otherwise.
-EVACUATE_ARGUMENT_SPEC = argument_spec(
-    LADDER, MIGRATION, STORAGE["copy_storage"].but(default="all"), CONCURRENCY, ADDRESSES, SOURCE,
-    evacuation_id=dict(type="str", required=True),
-    moves=dict(type="list", elements="dict", default=[]),
-    skipped=dict(type="list", elements="dict", default=[]),
-    settle_only=dict(type="bool", default=False),
-    retries=dict(type="int", default=1),
-    retry_delay=dict(type="int", default=5),
-    on_failure=dict(type="str", default="retry", choices=list(ON_FAILURE)),
-    replacement_hosts=dict(type="list", elements="str", default=[]),
-    use_planned_bandwidth=dict(type="bool", default=False),
-    source_throughput_mib_s=dict(type="float"),
-    journal_dir=dict(type="path", default=DEFAULT_DIRECTORY),
-    run_tag=dict(type="str"),
-)
-# The options every move passes on to the migrate engine.
-_MIGRATE_KEYS = tuple(LADDER) + tuple(MIGRATION) + tuple(STORAGE)
-
-
-class EvacuationFailed(VirtopsError):
-    """The evacuation ended with domains not moved (failed or aborted); details hold the report."""
-
-
-# --- the request -----------------------------------------------------------------------
-
-def _number(move, key, where, default=None):
-    value = move.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParameterError("%s: %s must be a number, not %r" % (where, key, value))
-    return value
-
-
-class EvacuationRequest(object):
-    """The module's parameters, validated before anything is opened or written."""
-
-    def __init__(self, params):
-        self.params = params
-        self.evacuation_id = params["evacuation_id"]
-        self.source = params.get("source")
-        if self.source is not None:
-            self.source = validate_host(self.source, "source")
-        self.settle_only = bool(params.get("settle_only"))
-        for key in ("max_parallel_per_source", "max_parallel_per_destination"):
-            if params[key] is None or params[key] < 1:
-                raise ParameterError("%s must be at least 1, not %r" % (key, params[key]))
-        self.per_source = params["max_parallel_per_source"]
-        self.per_destination = params["max_parallel_per_destination"]
-        if params["retries"] < 0 or params["retry_delay"] < 0:
-            raise ParameterError("retries and retry_delay cannot be negative")
-        self.retries = params["retries"]
-        self.retry_delay = params["retry_delay"]
-        self.on_failure = params["on_failure"]
-        self.replacement_hosts = [validate_host(h, "replacement_hosts") for h in params["replacement_hosts"]]
-        moves = params.get("moves") or []
-        if self.on_failure == "replace" and not self.replacement_hosts and moves:
-            raise ParameterError("on_failure=replace needs replacement_hosts")
-        self.addresses = {}
-        for host, address in (params.get("migration_addresses") or {}).items():
-            if address in (None, ""):
-                continue
-            self.addresses[validate_host(host, "migration_addresses key")] = str(address)
-        throughput = params.get("source_throughput_mib_s")
-        if throughput is not None and throughput <= 0:
-            raise ParameterError("source_throughput_mib_s must be positive")
-        self.throughput = throughput
-        self.moves = self._moves(params.get("moves") or [])
-        self.skipped = self._skipped(params.get("skipped") or [])
-        if self.settle_only and self.moves:
-            raise ParameterError("settle_only runs without moves: it only settles what an interrupted run left")
-        # Check the migrate options once, as the migrate module would, with a stand-in move.
-        self.migration_request(dict(domain="stand-in", mode=LIVE), "destination.invalid")
-        self.ladder = Ladder.from_params(params)
-
-    def _moves(self, moves):
-        out = []
-        seen = set()
-        for index, move in enumerate(moves):
-            where = "moves[%d]" % index
-            if not isinstance(move, dict):
-                raise ParameterError("%s must be a dictionary (a move of the evacuation plan), not %r" % (where, move))
-            name = move.get("domain")
-            if not isinstance(name, str) or not name.strip():
-                raise ParameterError("%s has no domain name" % where)
-            where = "moves[%d] (%s)" % (index, name)
-            if name in seen:
-                raise ParameterError("%s: the domain appears twice in moves" % where)
-            seen.add(name)
-            mode = move.get("mode")
-            if mode not in MODES:
-                raise ParameterError("%s: mode must be one of %s, not %r" % (where, ", ".join(MODES), mode))
-            destination = move.get("destination")
-            if mode == SHUTDOWN:
-                destination = None
-            else:
-                if not isinstance(destination, str) or not destination:
-                    raise ParameterError("%s: a %s move needs a destination" % (where, mode))
-                destination = validate_host(destination, "%s: destination" % where)
-                if self.source is not None and destination == self.source:
-                    raise ParameterError("%s: the destination is the source host itself" % where)
-            clean = dict(move)
-            clean.update(
-                domain=name,
-                mode=mode,
-                destination=destination,
-                order=int(_number(move, "order", where, index + 1)),
-                exclusive=bool(move.get("exclusive")),
-                memory_mib=_number(move, "memory_mib", where, 0),
-                local_disk_mib=_number(move, "local_disk_mib", where, 0),
-                bandwidth_mib_s=_number(move, "bandwidth_mib_s", where),
-            )
-            out.append(clean)
-        out.sort(key=lambda m: (m["order"], m["domain"]))
-        return out
-
-    @staticmethod
-    def _skipped(skipped):
-        out = []
-        for index, item in enumerate(skipped):
-            if not isinstance(item, dict) or not isinstance(item.get("domain"), str):
-                raise ParameterError("skipped[%d] must be a dictionary with a domain name" % index)
-            out.append(item)
-        return out
-
-    @property
-    def limits(self):
-        return dict(max_parallel_per_source=self.per_source, max_parallel_per_destination=self.per_destination,
-                    retries=self.retries, on_failure=self.on_failure, replacement_hosts=self.replacement_hosts)
-
-    def migrate_params(self, record, destination):
-        """The migrate module's parameters for one move of ``record`` to ``destination``."""
-        params = dict((key, self.params.get(key)) for key in _MIGRATE_KEYS)
-        params.update(name=record["domain"], destination=destination, mode=record["mode"], persistent=True,
-                      migration_address=self.addresses.get(destination), tls_destination=None)
-        bandwidth = self.params.get("bandwidth")
-        if self.params.get("use_planned_bandwidth") and record.get("bandwidth_mib_s"):
-            planned = max(1, int(record["bandwidth_mib_s"] + 0.5))
-            bandwidth = planned if bandwidth is None else min(bandwidth, planned)
-        params["bandwidth"] = bandwidth
-        return params
-
-    def migration_request(self, record, destination, settings=None):
-        settings = settings or ConnectionSettings.from_params(with_defaults(CONNECTION_ARGUMENT_SPEC, self.params))
-        dest_uri = settings.remote(destination)
-        return MigrationRequest.from_params(self.migrate_params(record, destination), dest_uri)
-
-    def job_timeout(self, record):
-        """How long a migration may run (the migrate module's rule), for jobs adopted from a killed run."""
-        return self.ladder.effective_timeout((record.get("memory_mib") or 0) + (record.get("local_disk_mib") or 0))
-
-
-# --- the schedule ------------------------------------------------------------------------
-
-class Slot(object):
-    """What the scheduler needs to know of a move: waiting or running."""
-
-    def __init__(self, name, destination, mode, exclusive=False, not_before=None):
-        self.name = name
-        self.destination = destination
-        self.mode = mode
-        self.exclusive = exclusive
-        self.not_before = not_before
-
-    def __repr__(self):
-        return "Slot(%s -> %s, %s%s)" % (self.name, self.destination, self.mode, ", exclusive" if self.exclusive else "")
-
-
-def startable(queue, running, per_source, per_destination, now):
-    """The moves of ``queue`` (in start order) to start now, beside ``running``.
-
-    As the planner's schedule: a move starts when a source slot and a slot on its
-    destination are free; one held back by its destination (or by a retry delay) does
-    not hold back those after it; an exclusive move starts only when nothing runs, and
-    nothing starts beside it; shutdowns in place start once no migration is left.
-    """
-    active = list(running)
-    if any(slot.exclusive for slot in active):
-        return []
-    migrations_left = any(slot.mode != SHUTDOWN for slot in list(queue) + active)
-    per_dest = {}
-    for slot in active:
-        if slot.destination is not None:
-            per_dest[slot.destination] = per_dest.get(slot.destination, 0) + 1
-    chosen = []
-    for slot in queue:
-        if len(active) >= per_source:
-            break
-        if slot.not_before is not None and slot.not_before > now:
-            continue
-        if slot.mode == SHUTDOWN:
-            if migrations_left:
-                continue
-        elif per_dest.get(slot.destination, 0) >= per_destination:
-            continue
-        if slot.exclusive:
-            if not active:
-                chosen.append(slot)
-            break
-        chosen.append(slot)
-        active.append(slot)
-        if slot.destination is not None:
-            per_dest[slot.destination] = per_dest.get(slot.destination, 0) + 1
-    return chosen
-
-
-# --- what a move's failure means ---------------------------------------------------------
 
 FATAL = "fatal"          # the move itself is wrong: no retry anywhere
 BLOCKED = "blocked"      # this destination cannot take it: no retry there, maybe elsewhere
@@ -337,8 +90,6 @@ def classify(error, aborting=False):
         return FATAL
     return TRANSIENT
 
-
-# --- the evacuation ------------------------------------------------------------------------
 
 class Evacuation(object):
     """Carries out the moves of ``request`` through ``executor``, keeping ``journal`` in ``store``."""
@@ -404,25 +155,25 @@ class Evacuation(object):
         target = record.get("destination")
         self.dirty = True
         if (src is not None and src.get("postcopy_failed")) or (dst is not None and dst.get("postcopy_failed")):
-            record["status"] = PENDING
+            record.move_to(PENDING)
             self.note(record, "a post-copy migration to %s failed while no evacuation watched it: it is resumed"
                       % target)
         elif record.get("mode") == SHUTDOWN:
             if src is not None and src["active"]:
-                record["status"] = PENDING
+                record.move_to(PENDING)
                 self.note(record, "its shutdown in place had not completed: asked again")
             else:
-                record["status"] = SHUT_DOWN
+                record.move_to(SHUT_DOWN)
                 record["finished_at"] = utc_now()
                 self.note(record, "shut down in place while no evacuation watched it")
         elif dst is not None and src is None:
             if dst["active"] and not dst.get("persistent") and not self.persist_on(record, target):
-                record["status"] = PENDING
+                record.move_to(PENDING)
                 return
             if ran and not dst["active"]:
                 for note in self.executor.start_on(record, target):
                     self.note(record, note)
-            record["status"] = MOVED
+            record.move_to(MOVED)
             record["finished_at"] = utc_now()
             stats = self.executor.completed_stats(record) or {}
             record.update((k, v) for k, v in stats.items() if v is not None)
@@ -430,7 +181,7 @@ class Evacuation(object):
             self.journal.note_moved_in_run()
             self.changed = True
         elif src is not None:
-            record["status"] = PENDING
+            record.move_to(PENDING)
             if src["active"]:
                 self.note(record, "the move to %s started by an earlier run did not complete; the domain is still "
                           "on the source" % target)
@@ -441,7 +192,7 @@ class Evacuation(object):
                 for note in self.executor.start_on(record, None):
                     self.note(record, note)
         else:
-            record["status"] = FAILED
+            record.move_to(FAILED)
             record["error"] = "the domain is neither on the source nor on %s" % target
 
     def persist_on(self, record, host):
@@ -473,7 +224,7 @@ class Evacuation(object):
                     # Done earlier, and it runs on the source again: the host must be emptied of it again.
                     self.note(record, "the journal says it was %s, but it runs on the source again: done again" % (
                         "moved to %s" % record.get("destination") if record["status"] == MOVED else "shut down"))
-                    record["status"] = PENDING
+                    record.move_to(PENDING)
                     record["destination"] = move["destination"]
                     record["planned_destination"] = move["destination"]
                     record["mode"] = move["mode"]
@@ -487,7 +238,7 @@ class Evacuation(object):
             if record["status"] in (PENDING, FAILED):
                 where = self.executor.locate(record)
                 if where.get("source") is None:
-                    record["status"] = SKIPPED
+                    record.move_to(SKIPPED)
                     self.note(record, "no longer on the source and not in this run's plan")
         for record in self.journal.in_status(MOVED):
             if record["domain"] in in_plan:
@@ -541,12 +292,7 @@ class Evacuation(object):
         destination = record["destination"] if record["mode"] != SHUTDOWN else None
         tries = self.tried.setdefault(name, {})
         tries[destination] = tries.get(destination, 0) + 1
-        record["status"] = IN_FLIGHT
-        record["attempts"] = (record.get("attempts") or 0) + 1
-        record["started_at"] = utc_now()
-        record["finished_at"] = None
-        record["progress"] = None
-        record["error"] = None
+        record.begin_attempt(utc_now())
         self.not_before.pop(name, None)
         handle = self.executor.start(record, destination)
         handle.started_clock = self.clock()
@@ -591,12 +337,12 @@ class Evacuation(object):
         record["seconds"] = seconds
         record["error"] = None
         if handle.mode == SHUTDOWN:
-            record["status"] = SHUT_DOWN
+            record.move_to(SHUT_DOWN)
             record["operation"] = "shutdown"
             self.note(record, "shut down in place (%s), as its do_not_migrate policy says" % result.get("how", "graceful"))
             self.changed = True
             return
-        record["status"] = MOVED
+        record.move_to(MOVED)
         record["destination"] = handle.destination
         record["operation"] = result.get("operation")
         if result.get("operation") == "none":
@@ -633,17 +379,17 @@ class Evacuation(object):
             for note in self.executor.ensure_running(record, handle):
                 self.note(record, note)
         if kind == ABORTED_JOB:
-            record["status"] = PENDING
+            record.move_to(PENDING)
             self.note(record, "its migration to %s was aborted by the evacuation's abort; it stays on the source"
                       % handle.destination)
             return
         if self.aborting and kind != POSTCOPY:
-            record["status"] = FAILED
+            record.move_to(FAILED)
             return
         policy = self.request.on_failure
         tries_here = self.tried.get(name, {}).get(handle.destination, 0)
         if policy != "leave" and kind in (TRANSIENT, POSTCOPY) and tries_here <= self.request.retries:
-            record["status"] = PENDING
+            record.move_to(PENDING)
             self.not_before[name] = self.clock() + self.request.retry_delay
             self.note(record, "attempt %d to %s failed; retrying in %d s: %s" % (
                 tries_here, handle.destination, self.request.retry_delay, error.msg))
@@ -653,9 +399,9 @@ class Evacuation(object):
             if replacement is not None:
                 self.note(record, "re-placed on %s after %s failed: %s" % (replacement, handle.destination, error.msg))
                 record["destination"] = replacement
-                record["status"] = PENDING
+                record.move_to(PENDING)
                 return
-        record["status"] = FAILED
+        record.move_to(FAILED)
         self.warn("%s was not moved: %s" % (name, error.msg))
 
     def replacement_for(self, record):
@@ -735,443 +481,3 @@ class Evacuation(object):
     def note(self, record, text):
         record.setdefault("notes", []).append(text)
         self.dirty = True
-
-
-# --- the report ------------------------------------------------------------------------------
-
-def _fmt(value, unit="", digits=1):
-    if value is None:
-        return "-"
-    return ("%." + str(digits) + "f%s") % (value, unit)
-
-
-def build_report(journal, request, elapsed):
-    """The module's result: the journal's entries and totals, a summary for people, the bound."""
-    data = journal.data
-    totals = dict(data["totals"])
-    records = journal.ordered()
-    moved_mib = totals.get("moved_mib") or 0.0
-    bound = None
-    ratio = None
-    if request.throughput:
-        # This run's wall time against what this run moved (a resumed run did not move it all).
-        bound = round((totals.get("moved_mib_this_run") or 0.0) / request.throughput, 2)
-        if bound > 0:
-            ratio = round(elapsed / bound, 2)
-    totals.update(wall_seconds=round(elapsed, 2), bound_seconds=bound, bound_ratio=ratio,
-                  source_throughput_mib_s=request.throughput)
-    width = max([len(r["domain"]) for r in records] + [6])
-    lines = ["%s: evacuation %s %s in %s s - %d moved, %d shut down in place, %d failed, %d pending, %d skipped." % (
-        data.get("source") or "source", data["evacuation_id"], data["result"], _fmt(elapsed), totals["moved"],
-        totals["shut_down"], totals["failed"], totals["pending"], totals["skipped"])]
-    for record in records:
-        status = record["status"]
-        if status == MOVED:
-            escalation = record.get("completed_by") or ("cold" if record.get("mode") == COLD else "-")
-            text = "-> %-8s %-5s %7s s  downtime %s ms  %s" % (
-                record.get("destination"), record.get("mode"), _fmt(record.get("seconds")),
-                record.get("downtime_ms") if record.get("downtime_ms") is not None else "-", escalation)
-        elif status == SHUT_DOWN:
-            text = "shut down in place (%s s)" % _fmt(record.get("seconds"))
-        elif status == SKIPPED:
-            text = "skipped: %s" % ("; ".join(record.get("notes") or []) or "by policy")
-        else:
-            text = "%s%s" % (status.upper().replace("_", " "), ": %s" % record["error"] if record.get("error") else "")
-        lines.append("  %-*s %s" % (width, record["domain"], text))
-    line = "Sent %s MiB in %s s (%s MiB/s); moved %s MiB of memory and disks." % (
-        totals["mib_sent"], _fmt(elapsed), _fmt(totals.get("throughput_mib_s")), moved_mib)
-    if bound is not None:
-        line += " Bound at %s MiB/s: %s s; wall time / bound = %s." % (request.throughput, bound, _fmt(ratio, "", 2))
-    lines.append(line)
-    return dict(
-        evacuation_id=data["evacuation_id"],
-        source=data.get("source"),
-        result=data["result"],
-        journal=None,
-        domains=records,
-        totals=totals,
-        summary=lines,
-        progress=data.get("progress"),
-    )
-
-
-# --- libvirt ---------------------------------------------------------------------------------
-
-class MoveHandle(object):
-    """One move in flight: a thread running the migrate engine (or a shutdown in place)."""
-
-    def __init__(self, record, destination, mode):
-        self.record = record
-        self.destination = destination
-        self.mode = mode
-        self.result = None
-        self.error = None
-        self.warnings = []
-        self.abort_state = None
-        self.adopted = False
-        self.started_clock = None
-        self.thread = None
-        self.done = False
-
-    def warn(self, message):
-        self.warnings.append(message)
-
-    def poll(self):
-        if self.done:
-            return True
-        if self.thread is not None and not self.thread.is_alive():
-            if self.result is None and self.error is None:
-                self.error = MigrationFailed("the worker of this move ended without a result (see the module's stderr)")
-            self.done = True
-        return self.done
-
-
-class AdoptedHandle(MoveHandle):
-    """A migration libvirt still runs for an earlier, interrupted run: waited for, not restarted."""
-
-    def __init__(self, record, executor, deadline):
-        super().__init__(record, record.get("destination"), record.get("mode") or LIVE)
-        self.adopted = True
-        self.executor = executor
-        self.deadline = deadline
-
-    def poll(self):
-        if not self.done:
-            self.done = not self.executor.job_active(self.record)
-            if not self.done and time.monotonic() > self.deadline and self.abort_state is None:
-                self.abort_state = self.executor.abort(self)
-        return self.done
-
-
-class LibvirtExecutor(object):
-    """Runs moves against libvirt: the source is local (``uri``), destinations by name."""
-
-    def __init__(self, request, settings):
-        self.request = request
-        self.settings = settings
-        self.source = open_hypervisor(settings.uri, settings.connect_timeout)
-        self.destinations = {}
-
-    def close(self):
-        self.source.close()
-        for hypervisor in self.destinations.values():
-            if hypervisor is not None:
-                hypervisor.close()
-
-    def _destination(self, host):
-        """The main thread's connection to ``host`` (None when it cannot be reached now)."""
-        if self.destinations.get(host) is None:
-            try:
-                self.destinations[host] = open_hypervisor(self.settings.remote(host), self.settings.connect_timeout)
-            except VirtopsError:
-                return None
-        return self.destinations[host]
-
-    def _source_domain(self, record):
-        return self.source.domain(record.get("uuid") or record["domain"])
-
-    # --- where things are --------------------------------------------------------------
-
-    def locate(self, record):
-        out = dict(source=None, destination=None, job=False)
-        dom = self._source_domain(record)
-        state = state_of(dom, self.source.name) if dom is not None else None
-        if state is not None:
-            out["source"] = dict(active=state.active, state=state.state_name, persistent=state.persistent,
-                                 postcopy_failed=state.postcopy_failed)
-            out["job"] = self._job(dom) is not None
-        host = record.get("destination")
-        if host:
-            dest = self._destination(host)
-            if dest is not None:
-                ddom = dest.domain(record.get("uuid") or record["domain"])
-                dstate = state_of(ddom, host) if ddom is not None else None
-                if dstate is not None:
-                    out["destination"] = dict(active=dstate.active, state=dstate.state_name,
-                                              persistent=dstate.persistent, postcopy_failed=dstate.postcopy_failed)
-        return out
-
-    def _job(self, dom):
-        try:
-            snap = JobSnapshot(call("reading the job statistics", dom.jobStats, 0))
-        except (NotFound, OperationInvalid):
-            return None
-        return snap if snap.active else None
-
-    def job_active(self, record):
-        dom = self._source_domain(record)
-        return dom is not None and self._job(dom) is not None
-
-    def completed_stats(self, record):
-        dest = self._destination(record.get("destination"))
-        if dest is None:
-            return None
-        dom = dest.domain(record.get("uuid") or record["domain"])
-        if dom is None:
-            return None
-        stats = lookup("reading the completed job statistics", dom.jobStats,
-                       constant("VIR_DOMAIN_JOB_STATS_COMPLETED", 1))
-        if not stats:
-            return None
-        snap = JobSnapshot(stats)
-        return dict(downtime_ms=snap.downtime, total_ms=snap.time_elapsed, bytes_sent=snap.data_processed,
-                    memory_bytes=snap.memory_total)
-
-    # --- moves -------------------------------------------------------------------------
-
-    def start(self, record, destination):
-        handle = MoveHandle(record, destination, record["mode"])
-        target = self._shutdown if record["mode"] == SHUTDOWN else self._migrate
-        handle.thread = threading.Thread(target=target, args=(handle,), name="evacuate-%s" % record["domain"])
-        handle.thread.daemon = True
-        handle.thread.start()
-        return handle
-
-    def adopt(self, record, timeout):
-        return AdoptedHandle(record, self, time.monotonic() + timeout)
-
-    def _migrate(self, handle):
-        src = dst = None
-        try:
-            record = handle.record
-            dest_uri = self.settings.remote(handle.destination)
-            request = MigrationRequest.from_params(self.request.migrate_params(record, handle.destination), dest_uri)
-            src = open_hypervisor(self.settings.uri, self.settings.connect_timeout)
-            dst = open_hypervisor(dest_uri, self.settings.connect_timeout)
-            handle.result = MigrateTask(request, src, dst, False, handle.warn).run()
-        except VirtopsError as err:
-            handle.error = err
-        finally:
-            for hypervisor in (dst, src):
-                if hypervisor is not None:
-                    hypervisor.close()
-            handle.done = True
-
-    def _shutdown(self, handle):
-        src = None
-        try:
-            record = handle.record
-            src = open_hypervisor(self.settings.uri, self.settings.connect_timeout)
-            dom = src.domain(record.get("uuid") or record["domain"])
-            state = state_of(dom, src.name) if dom is not None else None
-            if state is None or not state.active:
-                handle.result = dict(how="already shut off")
-                return
-            call("asking %s to shut down" % record["domain"], dom.shutdownFlags, 0)
-            deadline = time.monotonic() + self.request.params["shutdown_timeout"]
-            while time.monotonic() < deadline:
-                state = state_of(dom, src.name)
-                if state is None or not state.active:
-                    handle.result = dict(how="graceful")
-                    return
-                time.sleep(SHUTDOWN_POLL_S)
-            if not self.request.params["force"]:
-                raise MigrationFailed("%s did not shut down within %d s (shutdown_timeout); it still runs on the source "
-                                      "(set force=true to power it off)" % (record["domain"],
-                                                                            self.request.params["shutdown_timeout"]))
-            call("powering off %s" % record["domain"], dom.destroy)
-            handle.result = dict(how="forced")
-        except VirtopsError as err:
-            handle.error = err
-        finally:
-            if src is not None:
-                src.close()
-            handle.done = True
-
-    def progress(self, handle):
-        dom = self._source_domain(handle.record)
-        if dom is None:
-            return None
-        try:
-            snap = self._job(dom)
-        except LibvirtError:
-            return None
-        if snap is None:
-            return None
-        total = snap.data_total or 0
-        remaining = snap.remaining or 0
-        percent = None
-        if total:
-            percent = max(0, min(99, int(100.0 * (total - remaining) / total)))
-        return dict(processed_bytes=snap.data_processed or 0, remaining_bytes=remaining, percent=percent,
-                    iteration=snap.iteration, mib_s=round((snap.memory_bps or 0) / float(MIB), 1),
-                    elapsed_ms=snap.time_elapsed)
-
-    def abort(self, handle):
-        """Abort a pre-copy migration; say why not when it must finish instead."""
-        if handle.mode == COLD:
-            return "cold"
-        if handle.mode == SHUTDOWN:
-            return "shutdown"
-        dom = self._source_domain(handle.record)
-        if dom is None:
-            return "gone"
-        state = state_of(dom, self.source.name)
-        if state is not None and ((state.state == PAUSED and state.reason == PAUSED_POSTCOPY)
-                                  or (state.state == RUNNING and state.reason == RUNNING_POSTCOPY)):
-            return "postcopy"
-        try:
-            call("aborting the migration of %s" % handle.record["domain"], dom.abortJob)
-        except (NotFound, OperationInvalid):
-            return "no_job"
-        except LibvirtError as err:
-            if "post-copy" in (err.libvirt_message or "") or "postcopy" in (err.libvirt_message or ""):
-                return "postcopy"
-            return "refused"
-        return "requested"
-
-    def ensure_running(self, record, handle):
-        """After a failure: a domain that ran before is never left shut off."""
-        if record.get("state") not in ACTIVE_STATES:
-            return []
-        where = self.locate(record)
-        src, dst = where["source"], where["destination"]
-        notes = []
-        if (src and src.get("postcopy_failed")) or (dst and dst.get("postcopy_failed")):
-            notes.append("post-copy failed: the guest is paused on both hosts until the migration is resumed (re-run "
-                         "the evacuation)")
-        elif src is not None and not src["active"] and (dst is None or not dst["active"]):
-            notes += self.start_on(record, None)
-        elif src is None and dst is not None and not dst["active"]:
-            notes += self.start_on(record, record.get("destination"))
-        return notes
-
-    def persist_on(self, record, host):
-        """Define the transient domain running on ``host`` there; None, or what went wrong."""
-        hypervisor = self._destination(host)
-        if hypervisor is None:
-            return "%s is unreachable" % host
-        dom = hypervisor.domain(record.get("uuid") or record["domain"])
-        if dom is None:
-            return "%s no longer holds it" % host
-        try:
-            define_where_it_runs(hypervisor, dom)
-        except LibvirtError as err:
-            return err.msg
-        return None
-
-    def start_on(self, record, host):
-        """Start a domain that ran before the evacuation, on ``host`` (None: the source)."""
-        hypervisor = self.source if host is None else self._destination(host)
-        where = "the source" if host is None else host
-        if hypervisor is None:
-            return ["could not start it on %s: unreachable" % where]
-        dom = hypervisor.domain(record.get("uuid") or record["domain"])
-        if dom is None:
-            return ["could not start it on %s: not defined there" % where]
-        try:
-            call("starting %s on %s" % (record["domain"], where), dom.create)
-        except LibvirtError as err:
-            return ["could not start it on %s: %s" % (where, err.msg)]
-        return ["started it on %s (it ran before the evacuation)" % where]
-
-    def can_take(self, record, host, committed_mib):
-        dest = self._destination(host)
-        if dest is None:
-            return False, "unreachable"
-        free = lookup("reading the free memory of %s" % host, dest.conn.getFreeMemory)
-        need = ((record.get("memory_mib") or 0) + committed_mib) * MIB
-        if free is not None and free < need:
-            return False, "%d MiB free, %d MiB needed" % (free // MIB, need // MIB)
-        try:
-            group = self._group(self._source_domain(record))
-            if group:
-                for dom in call("listing the domains of %s" % host, dest.conn.listAllDomains, 0):
-                    if self._group(dom) == group:
-                        return False, "anti-affinity group %r already has %s there" % (group, dom.name())
-        except LibvirtError as err:
-            # A group that cannot be read is not "no group": the host is not used rather than risk it.
-            return False, "its anti-affinity could not be checked there: %s" % err.msg
-        return True, None
-
-    @staticmethod
-    def _group(dom):
-        """The anti-affinity group of ``dom``; None when it has none (or is gone). Other libvirt errors raise."""
-        if dom is None:
-            return None
-        try:
-            metadata = domain_metadata(dom)
-        except NotFound:
-            return None
-        return parse_policy(metadata).get("anti_affinity")
-
-
-# --- the module's entry point -------------------------------------------------------------
-
-def check_mode_report(request, journal):
-    """What a real run would do, from the journal alone (nothing is opened or written)."""
-    preview = Journal.new(request.evacuation_id, request.source) if journal is None else journal
-    would = []
-    for move in request.moves:
-        record = preview.record(move["domain"])
-        if record is None or record["status"] not in DONE:
-            would.append(dict(domain=move["domain"], destination=move["destination"], mode=move["mode"]))
-    in_flight = [r["domain"] for r in preview.in_status(IN_FLIGHT)]
-    report = dict(evacuation_id=request.evacuation_id, source=request.source, result=None, journal=None,
-                  domains=preview.ordered() if journal is not None else [], totals=preview.data.get("totals") or {},
-                  summary=["would start %d moves%s" % (len(would), ", and settle %d left in flight by an interrupted "
-                                                                   "run" % len(in_flight) if in_flight else "")],
-                  progress=preview.data.get("progress"), would_move=would)
-    report["changed"] = bool(would or in_flight)
-    return report
-
-
-def run_evacuate(module):
-    """Entry point for the evacuate module: returns the result dict for exit_json."""
-    params = module.params
-    try:
-        store = JournalStore(params["journal_dir"], params["evacuation_id"])
-    except JournalError as err:
-        raise ParameterError(str(err)) from None
-    request = EvacuationRequest(params)
-    settings = ConnectionSettings.from_params(params)
-    try:
-        if module.check_mode:
-            return check_mode_report(request, store.load())
-        owner = store.try_lock()
-        waited = None
-        if owner is not None:
-            if owner.get("evacuation_id") != request.evacuation_id:
-                raise ParameterError("another evacuation (%s, pid %s) is running on this host: one at a time" % (
-                    owner.get("evacuation_id"), owner.get("pid")))
-            # The same evacuation still runs (its Ansible run was interrupted): wait for it to end, then report
-            # what it did without starting anything new - a re-run resumes from there.
-            waited = owner
-            while owner is not None:
-                time.sleep(1.0)
-                owner = store.try_lock()
-        try:
-            journal = store.load()
-            if journal is None:
-                journal = Journal.new(request.evacuation_id, request.source)
-            elif journal.data.get("source") and request.source and journal.data["source"] != request.source:
-                raise ParameterError("the journal %s belongs to an evacuation of %s, not %s" % (
-                    store.path, journal.data["source"], request.source))
-            if waited is not None:
-                request.moves = []
-                request.skipped = []
-                request.settle_only = True
-            executor = LibvirtExecutor(request, settings)
-            try:
-                evacuation = Evacuation(request, journal, store, executor, warn=module.warn,
-                                        token=params.get("run_tag"))
-                report = evacuation.run()
-            finally:
-                executor.close()
-        finally:
-            store.unlock()
-    except JournalError as err:
-        raise EvacuationFailed(str(err), changed=False) from None
-    report["journal"] = store.path
-    if waited is not None:
-        report["summary"].insert(0, "An earlier run of this evacuation (pid %s) was still running: waited for it to "
-                                    "end; re-run to continue." % waited.get("pid"))
-    if report["result"] in (FAILED, ABORTED):
-        msg = "evacuation %s of %s %s: %s" % (
-            request.evacuation_id, report.get("source") or "the source", report["result"], report["progress"])
-        raise EvacuationFailed(msg, **report)
-    return report
-
-
-# The evacuate module: its entry function and the argument spec it runs with.
-EVACUATE_MODULE = EntryPoint(run_evacuate, EVACUATE_ARGUMENT_SPEC)

@@ -6,7 +6,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors 
 
 libvirt = pytest.importorskip("libvirt")
 
-from ansible_collections.virtops.migration.plugins.module_utils._evacuation import engine as executors  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation import libvirt_executor as executors  # noqa: E402
 
 POLICY = "<policy xmlns='urn:virtops:migration:1'><anti_affinity>db</anti_affinity></policy>"
 

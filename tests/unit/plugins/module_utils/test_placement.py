@@ -16,12 +16,11 @@ import pytest
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
 from ansible_collections.virtops.migration.plugins.module_utils._planning.placement import (
     DEFAULT_BANDWIDTH_MIB_S,
-    EVACUATION_PLAN_ARGUMENT_SPEC,
     MAX_NAMES,
     PlanOptions,
     plan_evacuation,
-    run_evacuation_plan,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._planning.run import EVACUATION_PLAN_ARGUMENT_SPEC, run_evacuation_plan
 
 GIB = 1024
 INACTIVE = ("shutoff", "crashed")

@@ -16,9 +16,9 @@ from ansible_collections.virtops.migration.plugins.module_utils import _options
 from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import HOST_INFO_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._facts.precheck_run import PRECHECK_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import CONNECTION_ARGUMENT_SPEC
-from ansible_collections.virtops.migration.plugins.module_utils._evacuation.engine import EVACUATE_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.run import EVACUATE_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._migration.task import MIGRATE_MODULE
-from ansible_collections.virtops.migration.plugins.module_utils._planning.placement import EVACUATION_PLAN_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._planning.run import EVACUATION_PLAN_MODULE
 from ansible_collections.virtops.migration.plugins.modules import evacuate, evacuation_plan, host_info, migrate, precheck
 
 sys.path.insert(0, os.path.dirname(__file__))
