@@ -33,3 +33,5 @@ options: {}
     CONCURRENCY: str = _render("concurrency")
     ADDRESSES: str = _render("addresses")
     SOURCE: str = _render("source")
+    FACTS: str = _render("facts")
+    DOMAINS: str = _render("domains")

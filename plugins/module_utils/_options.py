@@ -245,15 +245,54 @@ ADDRESSES = _group(
 
 SOURCE = _group(
     Option("source", "str", description=[
-        "Inventory name of the host to empty (the source). The planner needs it, as a key of "
-        "O(virtops.migration.evacuation_plan#module:hosts); the evacuation records it in its journal (it is "
-        "the plan's RV(virtops.migration.evacuation_plan#module:source)) and refuses any destination that is "
-        "this host."]),
+        "Inventory name of the host to empty (the source) - the host planned for, evacuated, verified or restored.",
+        "The planner needs it as a key of O(virtops.migration.evacuation_plan#module:hosts), and so does the "
+        "verification after an evacuation; the evacuation records it in its journal (it is the plan's "
+        "RV(virtops.migration.evacuation_plan#module:source)) and refuses any destination that is this host."]),
+)
+
+# --- the facts of every hypervisor (evacuation_plan, evacuation_verify, restore_plan) --
+
+FACTS = _group(
+    Option("hosts", "dict", required=True, description=[
+        "The inventory's hypervisors, as the C(virtops.migration.host_info) module reports them - a dictionary "
+        "from inventory hostname to that host's facts. Every field the module reads is checked; malformed input "
+        "fails with the host, domain and field named. The planner does not inspect the domains of hosts that "
+        "cannot be destinations (maintenance, O(virtops.migration.evacuation_plan#module:exclude)).",
+        "C(memory_total_mib) (number, required) - the host's memory.",
+        "C(memory_committable_mib) (number, required, at most C(memory_total_mib)) - the memory that can be given "
+        "to guests. The planner's capacity is C(memory_committable_mib) * "
+        "O(virtops.migration.evacuation_plan#module:memory_overcommit) - "
+        "O(virtops.migration.evacuation_plan#module:reserved_memory_mib).",
+        "C(vcpus_total) (number, required) - the host's logical CPUs. The planner's capacity is C(vcpus_total) * "
+        "O(virtops.migration.evacuation_plan#module:vcpu_overcommit).",
+        "C(maintenance) (bool, default false) - a host in maintenance is never a destination.",
+        "C(migration_bandwidth_mib_s) (number > 0, optional) - measured throughput from this host on the "
+        "migration network; the source's is the default of "
+        "O(virtops.migration.evacuation_plan#module:bandwidth_budget_mib_s).",
+        "C(domains) (list, default empty) - the host's domains, each with C(name) (required, unique on the "
+        "source), C(uuid), C(state) (required - libvirt's C(running), C(blocked), C(paused), C(shutdown), "
+        "C(shutoff), C(crashed), C(pmsuspended), C(nostate) or C(unknown)), C(persistent) (bool, default true), "
+        "C(memory_mib) and C(vcpus) (numbers, required), C(dirty_rate_mib_s) (measured, optional - see "
+        "O(virtops.migration.evacuation_plan#module:assumed_dirty_rate_mib_s)), C(shared_storage) (bool, default "
+        "true - every disk is shared with the destinations), C(local_disk_bytes) (bytes to copy, required when "
+        "C(shared_storage) is false), C(blockers) (list of strings - devices that block live migration) and "
+        "C(labels) - C(anti_affinity) (group name or null) and C(do_not_migrate) (null, C(skip), C(cold), "
+        "C(shutdown), or true for O(virtops.migration.evacuation_plan#module:do_not_migrate_default)).",
+    ]),
+)
+
+# --- which domains of the source (precheck, evacuation_plan) ------------------------
+
+DOMAINS = _group(
+    Option("domains", "list", elements="str", description=[
+        "Domains of the source (names or UUIDs) to check or to plan for; all its domains when not set."]),
 )
 
 # The groups by the name of their section in the virtops.migration.options doc fragment.
 GROUPS = dict(connection=CONNECTION, ladder=LADDER, migration=MIGRATION, storage=STORAGE, mode=MODE,
-              capacity=CAPACITY, concurrency=CONCURRENCY, addresses=ADDRESSES, source=SOURCE)
+              capacity=CAPACITY, concurrency=CONCURRENCY, addresses=ADDRESSES, source=SOURCE,
+              facts=FACTS, domains=DOMAINS)
 
 
 def argument_spec(*options, **local):

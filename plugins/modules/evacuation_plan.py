@@ -56,47 +56,29 @@ author:
   - virtops maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.migration.attributes
+  - virtops.migration.attributes.control_node
   - virtops.migration.options.ladder
   - virtops.migration.options.capacity
   - virtops.migration.options.concurrency
   - virtops.migration.options.source
-attributes:
-  check_mode:
-    support: full
-    details:
-      - The module never changes anything; check mode returns the same plan.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
-    details:
-      - Always returns C(changed=false).
+  - virtops.migration.options.facts
+  - virtops.migration.options.domains
 options:
   source:
     required: true
-  hosts:
+  dirty_rates:
     description:
-      - The inventory's hypervisors, as the C(virtops.migration.host_info) module reports them - a dictionary from
-        inventory hostname to that host's facts. Every field is checked; malformed input fails with the host,
-        domain and field named. Domains on hosts that cannot be destinations (maintenance, O(exclude)) are not
-        inspected.
-      - C(memory_total_mib) (number, required) - the host's memory.
-      - C(memory_committable_mib) (number, required, at most C(memory_total_mib)) - the memory that can be given to
-        guests. The capacity is C(memory_committable_mib) * O(memory_overcommit) - O(reserved_memory_mib).
-      - C(vcpus_total) (number, required) - the host's logical CPUs. The capacity is C(vcpus_total) * O(vcpu_overcommit).
-      - C(maintenance) (bool, default false) - a host in maintenance is never a destination.
-      - C(migration_bandwidth_mib_s) (number > 0, optional) - measured throughput from this host on the migration
-        network; the source's is the default of O(bandwidth_budget_mib_s).
-      - C(domains) (list, default empty) - the host's domains, each with C(name) (required, unique on the source),
-        C(uuid), C(state) (required - libvirt's C(running), C(blocked), C(paused), C(shutdown), C(shutoff),
-        C(crashed), C(pmsuspended), C(nostate) or C(unknown)), C(persistent) (bool, default true), C(memory_mib) and C(vcpus)
-        (numbers, required), C(dirty_rate_mib_s) (measured, optional - see O(assumed_dirty_rate_mib_s)),
-        C(shared_storage) (bool, default true - every disk is shared with the destinations), C(local_disk_bytes)
-        (bytes to copy, required when C(shared_storage) is false), C(blockers) (list of strings - devices that
-        block live migration) and C(labels) - C(anti_affinity) (group name or null) and C(do_not_migrate) (null,
-        C(skip), C(cold), C(shutdown), or true for O(do_not_migrate_default)).
+      - Measured dirty rates of the source's domains, MiB/s by domain name (the
+        RV(virtops.migration.precheck#module:dirty_rates) of the pre-check). A domain listed here is planned with
+        this rate instead of its C(dirty_rate_mib_s) in O(hosts) (null - not measured).
     type: dict
-    required: true
+    default: {}
+  source_bandwidth_mib_s:
+    description:
+      - Measured throughput from the source on the migration network, MiB/s (for example the highest
+        RV(virtops.migration.precheck#module:bandwidth)). It replaces the source's C(migration_bandwidth_mib_s) in
+        O(hosts).
+    type: float
   prechecks:
     description:
       - Results of the C(virtops.migration.precheck) module, one per domain and candidate destination. Only those

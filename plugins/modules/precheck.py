@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - virtops.migration.options.storage
   - virtops.migration.options.capacity
   - virtops.migration.options.addresses
+  - virtops.migration.options.domains
 attributes:
   action_group:
     description: Use C(group/virtops.migration.migration) in C(module_defaults) to set the connection options once.
@@ -48,10 +49,6 @@ options:
     type: list
     elements: str
     required: true
-  domains:
-    description: Domains (names or UUIDs) to check; all domains of the host when not set.
-    type: list
-    elements: str
   destination_facts:
     description:
       - The RV(virtops.migration.host_info#module:host_info) result of each destination (keys as in

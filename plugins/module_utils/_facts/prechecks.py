@@ -24,6 +24,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migration.ladde
 from ansible_collections.virtops.migration.plugins.module_utils._options import (
     ADDRESSES,
     CAPACITY,
+    DOMAINS,
     LADDER,
     MODE,
     STORAGE,
@@ -291,11 +292,10 @@ def _v(number):
 # shared ones as _options declares them (copying local disks, predicting at QEMU's default
 # downtime unless told otherwise), then those only the pre-check has.
 PRECHECK_ARGUMENT_SPEC = argument_spec(
-    MODE, STORAGE["copy_storage"].but(default="all"), CAPACITY, ADDRESSES,
+    MODE, STORAGE["copy_storage"].but(default="all"), CAPACITY, ADDRESSES, DOMAINS,
     LADDER["max_downtime"].but(default=QEMU_DEFAULT_DOWNTIME_MS),
     *[option for name, option in LADDER.items() if name != "max_downtime"],
     destinations=dict(type="list", elements="str", required=True),
-    domains=dict(type="list", elements="str"),
     destination_facts=dict(type="dict", default={}),
     measure_bandwidth=dict(type="bool", default=True),
     bandwidth_port=dict(type="int", default=5201),

@@ -24,6 +24,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._migration.ladde
 from ansible_collections.virtops.migration.plugins.module_utils._options import (
     CAPACITY,
     CONCURRENCY,
+    DOMAINS,
+    FACTS,
     LADDER,
     SOURCE,
     argument_spec,
@@ -72,8 +74,9 @@ _PRECHECK_OPTIONS = dict(
 EVACUATION_PLAN_ARGUMENT_SPEC = argument_spec(
     LADDER["max_downtime"].but(default=QEMU_DEFAULT_DOWNTIME_MS),
     *[option for name, option in LADDER.items() if name != "max_downtime"],
-    CAPACITY, CONCURRENCY, SOURCE["source"].but(required=True),
-    hosts=dict(type="dict", required=True),
+    CAPACITY, CONCURRENCY, SOURCE["source"].but(required=True), FACTS, DOMAINS,
+    dirty_rates=dict(type="dict", default={}),
+    source_bandwidth_mib_s=dict(type="float"),
     prechecks=dict(type="list", elements="dict", default=[], options=_PRECHECK_OPTIONS),
     unchecked_pairs=dict(type="str", default="auto", choices=list(UNCHECKED_PAIRS)),
     exclude=dict(type="list", elements="str", default=[]),
@@ -85,6 +88,33 @@ EVACUATION_PLAN_ARGUMENT_SPEC = argument_spec(
     setup_seconds=dict(type="float", default=DEFAULT_SETUP_SECONDS),
     shutdown_seconds=dict(type="float", default=DEFAULT_SHUTDOWN_SECONDS),
 )
+
+
+# The module's parameters that are the plan's input, not planning options.
+_INPUTS = ("source", "hosts", "prechecks", "domains", "dirty_rates", "source_bandwidth_mib_s")
+
+
+def focus(hosts, source, domains=None, dirty_rates=None, bandwidth_mib_s=None):
+    """The facts to plan with: the source's domains narrowed to ``domains`` (names or UUIDs; all when None),
+    with the dirty rates measured since the facts were read, and the source's measured bandwidth.
+
+    Anything malformed is left as it is, for the validation to name.
+    """
+    src = hosts.get(source) if isinstance(hosts, dict) else None
+    if not isinstance(src, dict) or (domains is None and not dirty_rates and bandwidth_mib_s is None):
+        return hosts
+    src = dict(src)
+    own = src.get("domains")
+    if isinstance(own, list):
+        if domains is not None:
+            wanted = set(domains)
+            own = [d for d in own if not isinstance(d, dict) or d.get("name") in wanted or d.get("uuid") in wanted]
+        rates = dirty_rates or {}
+        src["domains"] = [dict(d, dirty_rate_mib_s=rates[d.get("name")]) if isinstance(d, dict) and d.get("name") in rates
+                          else d for d in own]
+    if bandwidth_mib_s is not None:
+        src["migration_bandwidth_mib_s"] = bandwidth_mib_s
+    return dict(hosts, **{source: src})
 
 
 # --- input validation ----------------------------------------------------------------
@@ -129,7 +159,7 @@ class PlanOptions(object):
 
     def __init__(self, **params):
         merged = dict((k, v.get("default")) for k, v in EVACUATION_PLAN_ARGUMENT_SPEC.items()
-                      if k not in ("source", "hosts", "prechecks"))
+                      if k not in _INPUTS)
         unknown = sorted(set(params) - set(merged))
         if unknown:
             raise ParameterError("unknown planning options: %s" % ", ".join(unknown))
@@ -160,7 +190,7 @@ class PlanOptions(object):
 
     @classmethod
     def from_params(cls, params):
-        keys = [k for k in EVACUATION_PLAN_ARGUMENT_SPEC if k not in ("source", "hosts", "prechecks")]
+        keys = [k for k in EVACUATION_PLAN_ARGUMENT_SPEC if k not in _INPUTS]
         return cls(**dict((k, params.get(k)) for k in keys))
 
 

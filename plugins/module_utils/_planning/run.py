@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
-from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import EVACUATION_PLAN_ARGUMENT_SPEC, PlanOptions
+from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import EVACUATION_PLAN_ARGUMENT_SPEC, PlanOptions, focus
 from ansible_collections.virtops.migration.plugins.module_utils._planning.placement import plan_evacuation
 
 
@@ -35,7 +35,9 @@ def invocation(params):
 def run_evacuation_plan(params):
     """The module's entry point: its parameters in, its result out."""
     opts = PlanOptions.from_params(params)
-    return plan_evacuation(params["source"], params["hosts"], params.get("prechecks"), opts)
+    hosts = focus(params["hosts"], params["source"], params.get("domains"), params.get("dirty_rates"),
+                  params.get("source_bandwidth_mib_s"))
+    return plan_evacuation(params["source"], hosts, params.get("prechecks"), opts)
 
 
 def _run_module(module):

@@ -19,7 +19,19 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connect
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.run import EVACUATE_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._migration.task import MIGRATE_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._planning.run import EVACUATION_PLAN_MODULE
-from ansible_collections.virtops.migration.plugins.modules import evacuate, evacuation_plan, host_info, migrate, precheck
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.verify import (
+    EVACUATION_VERIFY_MODULE,
+    RESTORE_PLAN_MODULE,
+)
+from ansible_collections.virtops.migration.plugins.modules import (
+    evacuate,
+    evacuation_plan,
+    evacuation_verify,
+    host_info,
+    migrate,
+    precheck,
+    restore_plan,
+)
 
 sys.path.insert(0, os.path.dirname(__file__))
 from documentation import documentation  # noqa: E402
@@ -30,6 +42,8 @@ MODULES = dict(
     evacuation_plan=(evacuation_plan, EVACUATION_PLAN_MODULE),
     precheck=(precheck, PRECHECK_MODULE),
     host_info=(host_info, HOST_INFO_MODULE),
+    evacuation_verify=(evacuation_verify, EVACUATION_VERIFY_MODULE),
+    restore_plan=(restore_plan, RESTORE_PLAN_MODULE),
 )
 # Every shared declaration, by option name, with the doc fragment section it is rendered in.
 DECLARED = dict((name, (group, option)) for group, options in _options.GROUPS.items() for name, option in options.items())
