@@ -74,7 +74,7 @@ class MigrationChecks(object):
         return MigrationPlan(req, decision.mode, desc, storage, self._bytes_to_move(desc, storage))
 
     def _record(self, item, blockers):
-        """Keep a shared pre-check's outcome (_prechecks) in this module's checks."""
+        """Keep a shared pre-check's outcome (_facts.prechecks) in this module's checks."""
         self._check(item["name"], {"ok": True, "block": False}.get(item["verdict"]), item["detail"])
         if item["verdict"] == "block":
             blockers.append(item["detail"])

@@ -13,7 +13,7 @@ exactly one of ``moves``, ``skipped`` and ``unplaceable`` - never silently dropp
 
 The steps:
 
-1. validate the input (ParameterError naming the faulty host, domain and field);
+1. validate the input (inputs.py: ParameterError naming the faulty host, domain and field);
 2. decide each source domain's mode from its state, its ``do_not_migrate`` label and its
    blockers: live, cold, shutdown (in place), skipped, or unplaceable with a reason;
 3. predict each live migration at its least bandwidth share; one that converges only with
@@ -22,7 +22,7 @@ The steps:
    its capacity still free (memory or vCPUs, whichever is scarcer), counting the moves
    already placed - a heap of destinations keyed by that share, so a domain costs about
    log(hosts) instead of a scan of every host;
-5. schedule (the simulation of _prediction): exclusive migrations first, then longest
+5. schedule (prediction.simulate): exclusive migrations first, then longest
    first, under the concurrency limits and the shared bandwidth budget; domains shut down
    by policy go last, once every migration has finished.
 """
