@@ -33,7 +33,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "unit"))
 importlib.import_module("conftest")  # links the checkout as ansible_collections.virtops.migration
 
-from ansible_collections.virtops.migration.plugins.module_utils._placement import (  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._planning.placement import (  # noqa: E402
     PlanOptions,
     plan_evacuation,
 )

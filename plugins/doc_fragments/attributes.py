@@ -39,3 +39,19 @@ attributes:
     details:
       - This action does not modify state.
 """
+
+    # For modules that only compute from their input on the control node (planning, verification).
+    CONTROL_NODE = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The module only reads its input and changes nothing; check mode returns the same result.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details:
+      - Always returns C(changed=false).
+"""

@@ -5,28 +5,54 @@
 #
 # PRIVATE to the virtops.migration collection. This is not a public API: it may change
 # or disappear in any release, and other collections must not import it.
-"""The AnsibleModule wrapper every module of the collection uses.
+"""The AnsibleModule wrapper every module of the collection goes through.
 
-It merges the common connection options into the module's argument spec, checks that the
-libvirt bindings import, runs the module's one entry point, and turns the collection's
-exception family into fail_json. Entry points return a dict that is passed to exit_json;
-they never call exit_json or fail_json themselves.
+Each module's ``main()`` is ``run_module(ENTRY)``, where ENTRY is the EntryPoint declared
+beside the module's entry function in module_utils: its argument spec (with the common
+connection options merged in unless the module opens no connection), and the function
+that runs it. run_module checks that the libvirt bindings import (for modules that need
+them), runs the entry function, and turns the collection's exception family into
+fail_json. Entry functions return a dict that is passed to exit_json; they never call
+exit_json or fail_json themselves.
 """
 
 from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.virtops.migration.plugins.module_utils._connection import CONNECTION_ARGUMENT_SPEC
-from ansible_collections.virtops.migration.plugins.module_utils._errors import VirtopsError
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import (
+    HAS_LIBVIRT,
+    LIBVIRT_IMPORT_ERROR,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import CONNECTION_ARGUMENT_SPEC
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import VirtopsError
+
+
+class EntryPoint(object):
+    """A module's one entry function and the argument spec it is run with.
+
+    ``connection``: the module talks to libvirt, so it takes the common connection options and
+    needs the bindings. ``invocation``: what the module echoes of its parameters, when not all
+    of them (a function of the parameters). ``rules``: AnsibleModule's cross-option rules
+    (required_if, mutually_exclusive, ...).
+    """
+
+    def __init__(self, run, argument_spec, connection=True, invocation=None, **rules):
+        self.run = run
+        self.own_argument_spec = argument_spec
+        self.argument_spec = dict(CONNECTION_ARGUMENT_SPEC, **argument_spec) if connection else dict(argument_spec)
+        self.connection = connection
+        self.invocation = invocation
+        self.rules = rules
 
 
 class VirtopsModule(object):
-    def __init__(self, argument_spec, **kwargs):
-        spec = dict(CONNECTION_ARGUMENT_SPEC)
-        spec.update(argument_spec)
-        self.module = AnsibleModule(argument_spec=spec, **kwargs)
+    """What an entry function sees of Ansible: parameters, check mode, warnings, run_command."""
+
+    def __init__(self, entry_point):
+        self.entry_point = entry_point
+        self.module = AnsibleModule(argument_spec=entry_point.argument_spec, supports_check_mode=True,
+                                    **entry_point.rules)
 
     @property
     def params(self):
@@ -39,13 +65,22 @@ class VirtopsModule(object):
     def warn(self, message):
         self.module.warn(message)
 
-    def run(self, entry_point):
-        """Call ``entry_point(self)`` and exit with its result, or fail with its error."""
-        if not HAS_LIBVIRT:
+    def run(self):
+        """Call the entry function and exit with its result, or fail with its error."""
+        entry = self.entry_point
+        extra = {}
+        if entry.invocation is not None:
+            extra["invocation"] = entry.invocation(self.module.params)
+        if entry.connection and not HAS_LIBVIRT:
             self.module.fail_json(msg=missing_required_lib("libvirt-python (Debian: python3-libvirt)"),
-                                  exception=LIBVIRT_IMPORT_ERROR)
+                                  exception=LIBVIRT_IMPORT_ERROR, **extra)
         try:
-            result = entry_point(self)
+            result = entry.run(self)
         except VirtopsError as err:
-            self.module.fail_json(msg=err.msg, **err.details)
-        self.module.exit_json(**result)
+            self.module.fail_json(msg=err.msg, **dict(extra, **err.details))
+        self.module.exit_json(**dict(extra, **result))
+
+
+def run_module(entry_point):
+    """The whole of every module's main()."""
+    VirtopsModule(entry_point).run()

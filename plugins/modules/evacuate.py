@@ -44,6 +44,12 @@ author:
 extends_documentation_fragment:
   - virtops.migration.connection
   - virtops.migration.attributes
+  - virtops.migration.options.ladder
+  - virtops.migration.options.migration
+  - virtops.migration.options.storage
+  - virtops.migration.options.concurrency
+  - virtops.migration.options.addresses
+  - virtops.migration.options.source
 attributes:
   check_mode:
     support: full
@@ -68,11 +74,6 @@ options:
       - Letters, digits, C(.), C(_) and C(-), at most 100, starting with a letter or digit.
     type: str
     required: true
-  source:
-    description:
-      - Inventory name of the source host (the plan's RV(virtops.migration.evacuation_plan#module:source)), recorded in
-        the journal; no destination may be this host.
-    type: str
   moves:
     description:
       - The RV(virtops.migration.evacuation_plan#module:moves) of the plan, as it returns them. Used keys -
@@ -95,20 +96,6 @@ options:
         sees each domain on one host only.
     type: bool
     default: false
-  migration_addresses:
-    description:
-      - Migration network address of each destination (and replacement host), by host name as in O(moves). The
-        memory stream and disk copies go there (the migrate module's O(virtops.migration.migrate#module:migration_address)).
-    type: dict
-    default: {}
-  max_parallel_per_source:
-    description: Moves running at the same time (use the plan's value).
-    type: int
-    default: 2
-  max_parallel_per_destination:
-    description: Moves running to one destination at the same time (use the plan's value).
-    type: int
-    default: 1
   retries:
     description: Attempts after the first on the same destination, for failures worth another try.
     type: int
@@ -138,9 +125,6 @@ options:
         migrations stay within the plan's bandwidth budget together. Use it when the budget was measured or set.
     type: bool
     default: false
-  bandwidth:
-    description: Cap of every migration, in MiB/s (the lower of this and the planned share wins).
-    type: int
   source_throughput_mib_s:
     description:
       - The source's measured migration throughput, in MiB/s. When set, the report gives the bound - the memory and
@@ -153,73 +137,8 @@ options:
   run_tag:
     description: A token recorded in the journal for this run, so that a playbook polling the journal knows it reads this run's.
     type: str
-  tls:
-    description: As the migrate module's O(virtops.migration.migrate#module:tls).
-    type: bool
-    default: true
-  max_downtime:
-    description: As the migrate module's O(virtops.migration.migrate#module:max_downtime).
-    type: int
-  max_downtime_steps:
-    description: As the migrate module's O(virtops.migration.migrate#module:max_downtime_steps).
-    type: list
-    elements: int
-    default: []
-  stall_iterations:
-    description: As the migrate module's O(virtops.migration.migrate#module:stall_iterations).
-    type: int
-    default: 2
-  auto_converge:
-    description: As the migrate module's O(virtops.migration.migrate#module:auto_converge).
-    type: bool
-    default: false
-  postcopy:
-    description: As the migrate module's O(virtops.migration.migrate#module:postcopy).
-    type: str
-    choices: [never, permit, after_first_pass]
-    default: never
-  postcopy_resume:
-    description: As the migrate module's O(virtops.migration.migrate#module:postcopy_resume).
-    type: bool
-    default: true
-  timeout:
-    description: As the migrate module's O(virtops.migration.migrate#module:timeout), for each migration.
-    type: int
-  timeout_action:
-    description: As the migrate module's O(virtops.migration.migrate#module:timeout_action).
-    type: str
-    choices: [abort, postcopy, pause]
-    default: abort
-  parallel_connections:
-    description: As the migrate module's O(virtops.migration.migrate#module:parallel_connections).
-    type: int
-  compression:
-    description: As the migrate module's O(virtops.migration.migrate#module:compression).
-    type: list
-    elements: str
-    choices: [xbzrle, mt]
-    default: []
   copy_storage:
-    description:
-      - As the migrate module's O(virtops.migration.migrate#module:copy_storage). The default copies local disks, since
-        an evacuation must take them along.
-    type: str
-    choices: [none, all, incremental]
     default: all
-  shutdown_timeout:
-    description: Seconds to wait for a graceful shutdown (cold moves, and shutdowns in place).
-    type: int
-    default: 120
-  force:
-    description:
-      - Power a domain off when it has not shut down within O(shutdown_timeout). Without it, the move fails and the
-        domain keeps running.
-    type: bool
-    default: false
-  cpu_check:
-    description: As the migrate module's O(virtops.migration.migrate#module:cpu_check).
-    type: bool
-    default: true
 notes:
   - Run the module on the source host, usually asynchronously (C(async), C(poll=0)) while the playbook reads the journal
     for progress; see C(playbooks/evacuate_host.yml) of this collection.
@@ -327,12 +246,12 @@ would_move:
   elements: dict
 """
 
-from ansible_collections.virtops.migration.plugins.module_utils._evacuate import EVACUATE_ARGUMENT_SPEC, run_evacuate
-from ansible_collections.virtops.migration.plugins.module_utils._module import VirtopsModule
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.run import EVACUATE_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._module import run_module
 
 
 def main():
-    VirtopsModule(argument_spec=EVACUATE_ARGUMENT_SPEC, supports_check_mode=True).run(run_evacuate)
+    run_module(EVACUATE_MODULE)
 
 
 if __name__ == "__main__":

@@ -56,46 +56,29 @@ author:
   - virtops maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.migration.attributes
-attributes:
-  check_mode:
-    support: full
-    details:
-      - The module never changes anything; check mode returns the same plan.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
-    details:
-      - Always returns C(changed=false).
+  - virtops.migration.attributes.control_node
+  - virtops.migration.options.ladder
+  - virtops.migration.options.capacity
+  - virtops.migration.options.concurrency
+  - virtops.migration.options.source
+  - virtops.migration.options.facts
+  - virtops.migration.options.domains
 options:
   source:
-    description:
-      - Inventory name of the host to empty. Must be a key of O(hosts).
-    type: str
     required: true
-  hosts:
+  dirty_rates:
     description:
-      - The inventory's hypervisors, as the C(virtops.migration.host_info) module reports them - a dictionary from
-        inventory hostname to that host's facts. Every field is checked; malformed input fails with the host,
-        domain and field named. Domains on hosts that cannot be destinations (maintenance, O(exclude)) are not
-        inspected.
-      - C(memory_total_mib) (number, required) - the host's memory.
-      - C(memory_committable_mib) (number, required, at most C(memory_total_mib)) - the memory that can be given to
-        guests. The capacity is C(memory_committable_mib) * O(memory_overcommit) - O(reserved_memory_mib).
-      - C(vcpus_total) (number, required) - the host's logical CPUs. The capacity is C(vcpus_total) * O(vcpu_overcommit).
-      - C(maintenance) (bool, default false) - a host in maintenance is never a destination.
-      - C(migration_bandwidth_mib_s) (number > 0, optional) - measured throughput from this host on the migration
-        network; the source's is the default of O(bandwidth_budget_mib_s).
-      - C(domains) (list, default empty) - the host's domains, each with C(name) (required, unique on the source),
-        C(uuid), C(state) (required - libvirt's C(running), C(blocked), C(paused), C(shutdown), C(shutoff),
-        C(crashed), C(pmsuspended), C(nostate) or C(unknown)), C(persistent) (bool, default true), C(memory_mib) and C(vcpus)
-        (numbers, required), C(dirty_rate_mib_s) (measured, optional - see O(assumed_dirty_rate_mib_s)),
-        C(shared_storage) (bool, default true - every disk is shared with the destinations), C(local_disk_bytes)
-        (bytes to copy, required when C(shared_storage) is false), C(blockers) (list of strings - devices that
-        block live migration) and C(labels) - C(anti_affinity) (group name or null) and C(do_not_migrate) (null,
-        C(skip), C(cold), C(shutdown), or true for O(do_not_migrate_default)).
+      - Measured dirty rates of the source's domains, MiB/s by domain name (the
+        RV(virtops.migration.precheck#module:dirty_rates) of the pre-check). A domain listed here is planned with
+        this rate instead of its C(dirty_rate_mib_s) in O(hosts) (null - not measured).
     type: dict
-    required: true
+    default: {}
+  source_bandwidth_mib_s:
+    description:
+      - Measured throughput from the source on the migration network, MiB/s (for example the highest
+        RV(virtops.migration.precheck#module:bandwidth)). It replaces the source's C(migration_bandwidth_mib_s) in
+        O(hosts).
+    type: float
   prechecks:
     description:
       - Results of the C(virtops.migration.precheck) module, one per domain and candidate destination. Only those
@@ -158,22 +141,6 @@ options:
     type: list
     elements: str
     default: []
-  memory_overcommit:
-    description:
-      - Ratio of guest memory to a destination's C(memory_committable_mib).
-    type: float
-    default: 1.0
-  vcpu_overcommit:
-    description:
-      - Ratio of guest vCPUs to a destination's C(vcpus_total).
-    type: float
-    default: 4.0
-  reserved_memory_mib:
-    description:
-      - Memory kept free on every destination, in MiB - in addition to what C(memory_committable_mib) already
-        leaves out.
-    type: int
-    default: 0
   count_shutoff_domains:
     description:
       - Count the memory and vCPUs of persistent shut-off domains on a destination as used - they may start again.
@@ -194,16 +161,6 @@ options:
     type: str
     choices: [none, cold]
     default: none
-  max_parallel_per_source:
-    description:
-      - Migrations running from the source at the same time.
-    type: int
-    default: 2
-  max_parallel_per_destination:
-    description:
-      - Migrations running to one destination at the same time.
-    type: int
-    default: 1
   bandwidth_budget_mib_s:
     description:
       - Bandwidth in MiB/s shared by the migrations running from the source at the same time.
@@ -217,38 +174,7 @@ options:
     type: float
     default: 0.0
   max_downtime:
-    description:
-      - Downtime limit of pre-copy in milliseconds, as the migrate module's option.
-    type: int
     default: 300
-  max_downtime_steps:
-    description:
-      - Higher downtime limits the migrate module may climb when pre-copy stalls (its option of the same name).
-    type: list
-    elements: int
-    default: []
-  auto_converge:
-    description:
-      - Whether migrations permit auto-converge (vCPU throttling), as the migrate module's option.
-    type: bool
-    default: false
-  postcopy:
-    description:
-      - Whether migrations permit post-copy, as the migrate module's option.
-    type: str
-    choices: [never, permit, after_first_pass]
-    default: never
-  timeout:
-    description:
-      - Completion timeout of each migration in seconds, as the migrate module's option; by default 800 s per GiB
-        to move, at least 300 s. A rung predicted to take longer does not count as converging.
-    type: int
-  timeout_action:
-    description:
-      - What the migrate module does at the timeout; C(postcopy) and C(pause) are rungs of the ladder then.
-    type: str
-    choices: [abort, postcopy, pause]
-    default: abort
   setup_seconds:
     description:
       - Fixed overhead of each migration - connecting, starting QEMU on the destination, moving the definition.
@@ -514,23 +440,12 @@ summary:
       per source and 1 per destination at a time."
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.virtops.migration.plugins.module_utils._errors import VirtopsError
-from ansible_collections.virtops.migration.plugins.module_utils._placement import (
-    EVACUATION_PLAN_ARGUMENT_SPEC,
-    invocation,
-    run_evacuation_plan,
-)
+from ansible_collections.virtops.migration.plugins.module_utils._planning.run import EVACUATION_PLAN_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._module import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=EVACUATION_PLAN_ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        result = run_evacuation_plan(module.params)
-    except VirtopsError as err:
-        module.fail_json(msg=err.msg, invocation=invocation(module.params), **err.details)
-    module.exit_json(invocation=invocation(module.params), **result)
+    run_module(EVACUATION_PLAN_MODULE)
 
 
 if __name__ == "__main__":

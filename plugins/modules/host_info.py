@@ -208,20 +208,12 @@ host_info:
           type: float
 """
 
-from ansible_collections.virtops.migration.plugins.module_utils._host_facts import run_host_info
-from ansible_collections.virtops.migration.plugins.module_utils._module import VirtopsModule
+from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import HOST_INFO_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._module import run_module
 
 
 def main():
-    module = VirtopsModule(
-        argument_spec=dict(
-            reserved_memory_mib=dict(type="int", default=0),
-            labels=dict(type="dict", default={}),
-            certificates=dict(type="dict", default=None),
-        ),
-        supports_check_mode=True,
-    )
-    module.run(run_host_info)
+    run_module(HOST_INFO_MODULE)
 
 
 if __name__ == "__main__":

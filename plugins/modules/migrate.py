@@ -42,6 +42,10 @@ author:
 extends_documentation_fragment:
   - virtops.migration.connection
   - virtops.migration.attributes
+  - virtops.migration.options.mode
+  - virtops.migration.options.ladder
+  - virtops.migration.options.migration
+  - virtops.migration.options.storage
 attributes:
   check_mode:
     support: full
@@ -70,120 +74,17 @@ options:
       - Must not be the source host itself (checked by address, libvirt host name and host UUID).
     type: str
     required: true
-  mode:
-    description:
-      - C(live) moves a running (or paused) domain without stopping it, and fails for a shut-off domain.
-      - C(cold) shuts the domain down gracefully (see O(shutdown_timeout) and O(force)), moves its definition
-        and its local disks (O(copy_storage)), and starts it on the destination if it ran before.
-      - C(auto) migrates live when the domain is active and cold when it is shut off.
-    type: str
-    choices: [auto, cold, live]
-    default: auto
   migration_address:
     description:
       - Address (or C(tcp://ADDRESS[:PORT])) of the destination on the migration network. The memory stream,
         and the disk copies of O(copy_storage), go there instead of to the address of O(destination).
       - With O(tls=true), the destination's certificate must also name this address, or set O(tls_destination).
     type: str
-  tls:
-    description:
-      - Encrypt the migration stream with TLS (C(VIR_MIGRATE_TLS)). Both hosts need libvirt's migration TLS
-        certificates; the stream carries all guest memory, so it should never travel in clear.
-    type: bool
-    default: true
   tls_destination:
     description:
       - Host name that QEMU expects in the destination's certificate for the migration stream, when it is
         not the host of O(migration_address) or O(destination) (C(VIR_MIGRATE_PARAM_TLS_DESTINATION)).
     type: str
-  bandwidth:
-    description:
-      - Maximum migration bandwidth in MiB/s. Unlimited when not set.
-    type: int
-  max_downtime:
-    description:
-      - Maximum tolerable downtime in milliseconds at the switch-over, applied as soon as the job starts.
-        QEMU's default (300 ms) when not set.
-    type: int
-  max_downtime_steps:
-    description:
-      - Higher downtime limits in milliseconds, climbed one rung at a time each time pre-copy stalls
-        (or straight to the first one that the measured bandwidth says is enough). Each must be above
-        O(max_downtime).
-    type: list
-    elements: int
-    default: []
-  stall_iterations:
-    description:
-      - Pre-copy iterations without progress (the bytes left not dropping below 90 % of the best seen)
-        before the next rung of the ladder is climbed.
-    type: int
-    default: 2
-  auto_converge:
-    description:
-      - Permit QEMU's auto-converge - throttling the guest's vCPUs while it dirties memory faster than it can
-        be sent. QEMU fixes this when the migration starts and engages it by itself; the module records when
-        it did and, while the throttle still rises, waits for it before climbing to post-copy.
-    type: bool
-    default: false
-  postcopy:
-    description:
-      - C(never) - no post-copy (unless O(timeout_action=postcopy)).
-      - C(permit) - switch to post-copy when pre-copy still stalls after the downtime steps and auto-converge.
-      - C(after_first_pass) - switch to post-copy as soon as the first pre-copy pass has been sent.
-      - In post-copy the guest runs on the destination while the rest of its memory follows; a failure then
-        cannot be rolled back (see O(postcopy_resume)). Needs C(userfaultfd) for QEMU on the destination
-        (C(vm.unprivileged_userfaultfd=1) when QEMU does not run as root). Not combinable with
-        O(compression=mt).
-    type: str
-    choices: [never, permit, after_first_pass]
-    default: never
-  postcopy_resume:
-    description:
-      - When a post-copy migration fails, try to resume it (C(VIR_MIGRATE_POSTCOPY_RESUME)), retrying for up to
-        180 s while libvirt still refuses because the destination has not noticed the failure yet.
-      - Not attempted while libvirt still holds the failed migration job open (its peer unreachable); re-run the
-        task later.
-    type: bool
-    default: true
-  timeout:
-    description:
-      - Seconds after which O(timeout_action) is taken if the migration has not completed.
-      - When not set, 800 s per GiB to move (memory, and disks copied), at least 300 s.
-    type: int
-  timeout_action:
-    description:
-      - C(abort) - abort the migration; the domain stays running on the source and the task fails.
-      - C(postcopy) - switch to post-copy (permitted from the start for that).
-      - C(pause) - pause the guest so the rest is sent while it does not run (downtime grows accordingly);
-        it is resumed on the destination.
-    type: str
-    choices: [abort, postcopy, pause]
-    default: abort
-  parallel_connections:
-    description:
-      - Number of parallel connections for the memory stream (QEMU multifd, C(VIR_MIGRATE_PARALLEL)).
-    type: int
-  compression:
-    description:
-      - Compression methods for the memory stream (C(VIR_MIGRATE_COMPRESSED)); C(xbzrle) sends page deltas,
-        C(mt) compresses pages with several threads.
-    type: list
-    elements: str
-    choices: [xbzrle, mt]
-    default: []
-  copy_storage:
-    description:
-      - What to do with disks that are not shared with the destination (neither network disks nor files on a
-        shared file system such as NFS, GFS2, OCFS2 or CephFS).
-      - C(none) - fail if there is such a disk. C(all) - copy them (C(VIR_MIGRATE_NON_SHARED_DISK)).
-        C(incremental) - copy only their top image, the backing chain being present on the destination
-        (C(VIR_MIGRATE_NON_SHARED_INC)).
-      - The destination needs a storage pool for the disk's directory (libvirt creates the disk there), or the
-        disk must already exist there.
-    type: str
-    choices: [none, all, incremental]
-    default: none
   persistent:
     description:
       - Define the domain on the destination and undefine it on the source, only once the migration has
@@ -195,23 +96,6 @@ options:
         C(VIR_MIGRATE_UNDEFINE_SOURCE)), which needs both.
       - With C(false) (live only), the domain runs transient on the destination and the source keeps its
         inactive definition.
-    type: bool
-    default: true
-  shutdown_timeout:
-    description:
-      - Cold migration of a running domain - seconds to wait for the graceful (ACPI) shutdown.
-    type: int
-    default: 120
-  force:
-    description:
-      - Cold migration - power the domain off when it has not shut down within O(shutdown_timeout), or when it
-        is paused. Without it, the task fails and nothing is moved.
-    type: bool
-    default: false
-  cpu_check:
-    description:
-      - Ask the destination's libvirt whether it can provide the domain's CPU (C(virConnectCompareHypervisorCPU))
-        before migrating. Turn off only when the comparison gives false failures for a known-good pair of hosts.
     type: bool
     default: true
 notes:
@@ -519,13 +403,12 @@ where:
   type: dict
 """
 
-from ansible_collections.virtops.migration.plugins.module_utils._migrate import run_migrate
-from ansible_collections.virtops.migration.plugins.module_utils._migration_plan import MIGRATE_ARGUMENT_SPEC
-from ansible_collections.virtops.migration.plugins.module_utils._module import VirtopsModule
+from ansible_collections.virtops.migration.plugins.module_utils._migration.task import MIGRATE_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._module import run_module
 
 
 def main():
-    VirtopsModule(argument_spec=MIGRATE_ARGUMENT_SPEC, supports_check_mode=True).run(run_migrate)
+    run_module(MIGRATE_MODULE)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,12 @@ extends_documentation_fragment:
   - virtops.migration.connection
   - virtops.migration.attributes
   - virtops.migration.attributes.info_module
+  - virtops.migration.options.mode
+  - virtops.migration.options.ladder
+  - virtops.migration.options.storage
+  - virtops.migration.options.capacity
+  - virtops.migration.options.addresses
+  - virtops.migration.options.domains
 attributes:
   action_group:
     description: Use C(group/virtops.migration.migration) in C(module_defaults) to set the connection options once.
@@ -43,44 +49,14 @@ options:
     type: list
     elements: str
     required: true
-  domains:
-    description: Domains (names or UUIDs) to check; all domains of the host when not set.
-    type: list
-    elements: str
-  migration_addresses:
-    description:
-      - Migration network address per destination (keys as in O(destinations)). The throughput is measured
-        to it, and the destination's QEMU certificate must name it.
-    type: dict
-    default: {}
   destination_facts:
     description:
       - The RV(virtops.migration.host_info#module:host_info) result of each destination (keys as in
         O(destinations)), used for its QEMU server certificate.
     type: dict
     default: {}
-  mode:
-    description: The migration to check for - C(auto) is live for running and paused domains, cold for the others.
-    type: str
-    choices: [auto, live, cold]
-    default: auto
   copy_storage:
-    description: Whether local disks would be copied (as the migrate module's option); C(none) blocks local disks.
-    type: str
-    choices: [none, all, incremental]
     default: all
-  memory_overcommit:
-    description: Ratio of a destination's memory that guests may commit.
-    type: float
-    default: 1.0
-  vcpu_overcommit:
-    description: Ratio of a destination's CPUs that guests' vCPUs may commit.
-    type: float
-    default: 4.0
-  reserved_memory_mib:
-    description: Memory kept for each destination host itself.
-    type: int
-    default: 0
   measure_bandwidth:
     description: Measure the throughput to each destination with iperf3.
     type: bool
@@ -102,28 +78,7 @@ options:
     type: int
     default: 14
   max_downtime:
-    description: Downtime allowed at switch-over, in milliseconds, for the prediction (as the migrate module).
-    type: int
     default: 300
-  max_downtime_steps:
-    description: Higher downtimes the migration may escalate to (as the migrate module).
-    type: list
-    elements: int
-    default: []
-  auto_converge:
-    description: Whether the migration may throttle the guest's vCPUs (as the migrate module).
-    type: bool
-    default: false
-  postcopy:
-    description: Whether the migration may switch to post-copy (as the migrate module).
-    type: str
-    choices: [never, permit, after_first_pass]
-    default: never
-  timeout_action:
-    description: What the migration does at its timeout (as the migrate module).
-    type: str
-    choices: [abort, postcopy, pause]
-    default: abort
 seealso:
   - module: virtops.migration.migrate
   - module: virtops.migration.host_info
@@ -209,14 +164,12 @@ summary:
   elements: str
 """
 
-from ansible_collections.virtops.migration.plugins.module_utils._module import VirtopsModule
-from ansible_collections.virtops.migration.plugins.module_utils._precheck_run import run_precheck
-from ansible_collections.virtops.migration.plugins.module_utils._prechecks import PRECHECK_ARGUMENT_SPEC
+from ansible_collections.virtops.migration.plugins.module_utils._facts.precheck_run import PRECHECK_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._module import run_module
 
 
 def main():
-    module = VirtopsModule(argument_spec=PRECHECK_ARGUMENT_SPEC, supports_check_mode=True)
-    module.run(run_precheck)
+    run_module(PRECHECK_MODULE)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-from ansible_collections.virtops.migration.plugins.module_utils._escalation import (
+from ansible_collections.virtops.migration.plugins.module_utils._migration.escalation import (
     ABORT,
     PAUSE_POSTCOPY,
     POSTCOPY_STALL_S,
@@ -6,9 +6,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._escalation impo
     START_POSTCOPY,
     SUSPEND,
     EscalationController,
-    EscalationPolicy,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._jobstats import JOB_UNBOUNDED, JobSnapshot
+from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.jobstats import JOB_UNBOUNDED, JobSnapshot
 
 MIB = 1024 * 1024
 
@@ -50,7 +50,7 @@ def stalled(n, first=2, remaining=128):
 
 
 def test_converging_migration_needs_no_escalation():
-    c = EscalationController(EscalationPolicy(max_downtime_steps=[500, 1000]))
+    c = EscalationController(Ladder(max_downtime_steps=[500, 1000]))
     taken = drive(c, [snap(1, 256), snap(2, 60), snap(3, 20), snap(4, 5)])
     assert taken == []
     assert c.escalations == []
@@ -58,7 +58,7 @@ def test_converging_migration_needs_no_escalation():
 
 
 def test_initial_downtime_is_applied_once_and_not_an_escalation():
-    c = EscalationController(EscalationPolicy(max_downtime=100))
+    c = EscalationController(Ladder(max_downtime=100))
     taken = drive(c, [snap(1, 256), snap(1, 200), snap(2, 10)])
     assert kinds(taken) == [SET_DOWNTIME]
     assert taken[0][1].value == 100
@@ -67,13 +67,13 @@ def test_initial_downtime_is_applied_once_and_not_an_escalation():
 
 
 def test_inactive_job_gives_no_action():
-    c = EscalationController(EscalationPolicy(max_downtime=100, timeout=1))
+    c = EscalationController(Ladder(max_downtime=100, timeout=1))
     assert c.observe(snap(5, 100, active=False), 10) == []
 
 
 def test_stall_climbs_downtime_steps_one_at_a_time_when_none_is_enough():
     # 128 MiB left at 50 MiB/s needs ~2560 ms: no step is enough, so one rung each stall.
-    c = EscalationController(EscalationPolicy(max_downtime_steps=[500, 1000], stall_iterations=2))
+    c = EscalationController(Ladder(max_downtime_steps=[500, 1000], stall_iterations=2))
     taken = drive(c, [snap(1, 256)] + stalled(8))
     assert values(taken, SET_DOWNTIME) == [500, 1000]
     assert [e["step"] for e in c.escalations] == ["max_downtime", "max_downtime"]
@@ -83,26 +83,26 @@ def test_stall_climbs_downtime_steps_one_at_a_time_when_none_is_enough():
 
 
 def test_stall_jumps_to_first_sufficient_step():
-    c = EscalationController(EscalationPolicy(max_downtime_steps=[500, 1000, 3000, 5000], stall_iterations=1))
+    c = EscalationController(Ladder(max_downtime_steps=[500, 1000, 3000, 5000], stall_iterations=1))
     taken = drive(c, [snap(1, 256), snap(2, 128), snap(3, 128)])
     assert values(taken) == [3000]
 
 
 def test_progress_resets_the_stall_counter():
-    c = EscalationController(EscalationPolicy(max_downtime_steps=[500], stall_iterations=2))
+    c = EscalationController(Ladder(max_downtime_steps=[500], stall_iterations=2))
     # Each iteration drops below 90 % of the best seen: progress, no escalation.
     taken = drive(c, [snap(1, 256), snap(2, 200), snap(3, 170), snap(4, 150), snap(5, 130), snap(6, 115)])
     assert taken == []
 
 
 def test_same_iteration_is_judged_once():
-    c = EscalationController(EscalationPolicy(max_downtime_steps=[500], stall_iterations=1))
+    c = EscalationController(Ladder(max_downtime_steps=[500], stall_iterations=1))
     taken = drive(c, [snap(2, 128)] * 5 + [snap(3, 128)] * 5)
     assert values(taken) == [500]
 
 
 def test_postcopy_permit_comes_after_downtime_steps():
-    c = EscalationController(EscalationPolicy(max_downtime_steps=[500], postcopy="permit", stall_iterations=1))
+    c = EscalationController(Ladder(max_downtime_steps=[500], postcopy="permit", stall_iterations=1))
     taken = drive(c, [snap(1, 256)] + stalled(6))
     assert kinds(taken) == [SET_DOWNTIME, START_POSTCOPY]
     assert c.phase == "postcopy"
@@ -112,7 +112,7 @@ def test_postcopy_permit_comes_after_downtime_steps():
 
 
 def test_auto_converge_is_recorded_and_waited_for_while_throttle_rises():
-    c = EscalationController(EscalationPolicy(auto_converge=True, postcopy="permit", stall_iterations=1))
+    c = EscalationController(Ladder(auto_converge=True, postcopy="permit", stall_iterations=1))
     snaps = [snap(1, 256), snap(2, 128, throttle=20), snap(3, 128, throttle=30), snap(4, 128, throttle=40),
              snap(5, 128, throttle=40), snap(6, 128, throttle=40)]
     taken = drive(c, snaps)
@@ -126,26 +126,26 @@ def test_auto_converge_is_recorded_and_waited_for_while_throttle_rises():
 
 
 def test_auto_converge_at_max_throttle_moves_on():
-    c = EscalationController(EscalationPolicy(auto_converge=True, postcopy="permit", stall_iterations=1))
+    c = EscalationController(Ladder(auto_converge=True, postcopy="permit", stall_iterations=1))
     taken = drive(c, [snap(1, 256), snap(2, 128, throttle=99), snap(3, 128, throttle=99)])
     assert kinds(taken) == [START_POSTCOPY]
 
 
 def test_auto_converge_alone_completing_is_reported():
-    c = EscalationController(EscalationPolicy(auto_converge=True, stall_iterations=2))
+    c = EscalationController(Ladder(auto_converge=True, stall_iterations=2))
     drive(c, [snap(1, 256), snap(2, 128, throttle=20), snap(3, 60, throttle=30), snap(4, 10, throttle=30)])
     assert c.completed_by == "auto_converge"
 
 
 def test_after_first_pass_switches_at_iteration_two():
-    c = EscalationController(EscalationPolicy(postcopy="after_first_pass"))
+    c = EscalationController(Ladder(postcopy="after_first_pass"))
     taken = drive(c, [snap(1, 256), snap(1, 100), snap(2, 128)])
     assert [(t, a.kind) for t, a in taken] == [(2.0, START_POSTCOPY)]
     assert "first" in c.escalations[0]["reason"]
 
 
 def test_ladder_exhausted_waits_for_timeout_then_aborts():
-    c = EscalationController(EscalationPolicy(max_downtime_steps=[500], stall_iterations=1, timeout=10))
+    c = EscalationController(Ladder(max_downtime_steps=[500], stall_iterations=1, timeout=10))
     taken = drive(c, [snap(1, 256)] + stalled(12))
     assert kinds(taken) == [SET_DOWNTIME, ABORT]
     assert taken[-1][0] == 10.0
@@ -153,7 +153,7 @@ def test_ladder_exhausted_waits_for_timeout_then_aborts():
 
 
 def test_timeout_postcopy():
-    c = EscalationController(EscalationPolicy(timeout=3, timeout_action="postcopy"))
+    c = EscalationController(Ladder(timeout=3, timeout_action="postcopy"))
     taken = drive(c, [snap(1, 256)] + stalled(5))
     assert kinds(taken) == [START_POSTCOPY]
     assert "timeout" in c.escalations[0]["reason"]
@@ -161,7 +161,7 @@ def test_timeout_postcopy():
 
 
 def test_timeout_pause():
-    c = EscalationController(EscalationPolicy(timeout=2, timeout_action="pause"))
+    c = EscalationController(Ladder(timeout=2, timeout_action="pause"))
     taken = drive(c, [snap(1, 256)] + stalled(5))
     assert kinds(taken) == [SUSPEND]
     assert c.phase == "paused"
@@ -170,13 +170,13 @@ def test_timeout_pause():
 
 def test_timeout_in_postcopy_does_nothing():
     for action in ("pause", "abort", "postcopy"):
-        c = EscalationController(EscalationPolicy(postcopy="after_first_pass", timeout=3, timeout_action=action))
+        c = EscalationController(Ladder(postcopy="after_first_pass", timeout=3, timeout_action=action))
         taken = drive(c, [snap(1, 256)] + [snap(2 + i, 128, sent_mib=100 + i) for i in range(6)])
         assert kinds(taken) == [START_POSTCOPY]
 
 
 def test_stalled_postcopy_is_paused_for_recovery():
-    c = EscalationController(EscalationPolicy(postcopy="after_first_pass"))
+    c = EscalationController(Ladder(postcopy="after_first_pass"))
     moving = [snap(2 + i, 128, sent_mib=100 + i) for i in range(5)]
     stuck = [snap(7, 100, sent_mib=105)] * 40
     taken = drive(c, [snap(1, 256)] + moving + stuck)
@@ -188,7 +188,7 @@ def test_stalled_postcopy_is_paused_for_recovery():
 
 
 def test_failed_action_is_not_recorded_and_can_be_retried():
-    c = EscalationController(EscalationPolicy(max_downtime=50))
+    c = EscalationController(Ladder(max_downtime=50))
     actions = c.observe(snap(1, 256), 0.1)
     assert [a.kind for a in actions] == [SET_DOWNTIME]
     c.failed(actions[0])
@@ -198,6 +198,6 @@ def test_failed_action_is_not_recorded_and_can_be_retried():
 
 
 def test_postcopy_flag():
-    assert not EscalationPolicy().postcopy_flag
-    assert EscalationPolicy(postcopy="permit").postcopy_flag
-    assert EscalationPolicy(timeout_action="postcopy").postcopy_flag
+    assert not Ladder().postcopy_flag
+    assert Ladder(postcopy="permit").postcopy_flag
+    assert Ladder(timeout_action="postcopy").postcopy_flag

@@ -11,15 +11,19 @@ import random
 
 import pytest
 
-from ansible_collections.virtops.migration.plugins.module_utils import _evacuate as ev
-from ansible_collections.virtops.migration.plugins.module_utils._errors import (
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation import engine as ev_engine
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation import executor as ev_executor
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation import report as ev_report
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation import request as ev_request
+from ansible_collections.virtops.migration.plugins.module_utils._planning import schedule as ev_schedule
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     DomainStateError,
     MigrationFailed,
     ParameterError,
     PostcopyFailed,
     PrecheckFailed,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._journal import (
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import (
     Journal,
     JournalError,
     JournalStore,
@@ -64,7 +68,7 @@ class FakeStore(object):
         self.cleared += 1
 
 
-class Handle(ev.MoveHandle):
+class Handle(ev_executor.MoveHandle):
     def __init__(self, record, destination, mode, clock, duration, outcome):
         super().__init__(record, destination, mode)
         self.clock = clock
@@ -77,7 +81,7 @@ class Handle(ev.MoveHandle):
         return self.done
 
 
-class FakeExecutor(object):
+class FakeExecutor(ev_executor.Executor):
     """Domains in a dict: name -> dict(host, active). Scripts: name -> list of (seconds, outcome)."""
 
     def __init__(self, clock, domains, scripts=None, per_source=None, per_destination=None):
@@ -107,7 +111,7 @@ class FakeExecutor(object):
                 outcome = handle.outcome
                 if outcome in ("ok", "postcopy"):
                     self.where[handle.record["domain"]] = dict(
-                        host=handle.destination or SOURCE, active=handle.mode != ev.SHUTDOWN)
+                        host=handle.destination or SOURCE, active=handle.mode != ev_request.SHUTDOWN)
                     handle.result = dict(operation=handle.mode, completed_by="precopy", escalations=[],
                                          timings=dict(downtime_ms=30, total_ms=1000),
                                          transferred=dict(total_bytes=300 << 20, memory_total_bytes=256 << 20),
@@ -152,7 +156,7 @@ class FakeExecutor(object):
         return handle
 
     def adopt(self, record, timeout):
-        handle = ev.MoveHandle(record, record["destination"], record["mode"])
+        handle = ev_executor.MoveHandle(record, record["destination"], record["mode"])
         handle.adopted = True
         executor = self
 
@@ -196,7 +200,7 @@ class FakeExecutor(object):
         return dict(processed_bytes=10 << 20, percent=50)
 
     def abort(self, handle):
-        if handle.mode != ev.LIVE:
+        if handle.mode != ev_request.LIVE:
             return handle.mode
         if getattr(handle, "postcopy", False):
             return "postcopy"
@@ -205,7 +209,7 @@ class FakeExecutor(object):
 
     def ensure_running(self, record, handle):
         here = self.where.get(record["domain"])
-        if here and not here["active"] and record.get("state") in ev.ACTIVE_STATES:
+        if here and not here["active"] and record.get("state") in ev_request.ACTIVE_STATES:
             here["active"] = True
             self.restarted.append(record["domain"])
             return ["started it again"]
@@ -228,7 +232,7 @@ def move(name, destination, order, mode="live", exclusive=False, memory=256, sta
 
 
 def params(moves, **over):
-    out = dict((k, v.get("default")) for k, v in ev.EVACUATE_ARGUMENT_SPEC.items())
+    out = dict((k, v.get("default")) for k, v in ev_request.EVACUATE_ARGUMENT_SPEC.items())
     out.update(evacuation_id="ev-test", source=SOURCE, moves=moves, retry_delay=2)
     out.update(over)
     return out
@@ -236,14 +240,14 @@ def params(moves, **over):
 
 def run(moves, scripts=None, journal=None, store=None, clock=None, hooks=(), where=None, **over):
     clock = clock or Clock()
-    request = ev.EvacuationRequest(params(moves, **over))
+    request = ev_request.EvacuationRequest(params(moves, **over))
     domains = where if where is not None else dict((m["domain"], dict(host=SOURCE, active=True)) for m in moves)
     executor = FakeExecutor(clock, domains, scripts, request.per_source, request.per_destination)
     for hook in hooks:
         clock.hooks.append(hook)
     store = store or FakeStore()
     journal = journal or Journal.new(request.evacuation_id, SOURCE)
-    evacuation = ev.Evacuation(request, journal, store, executor, clock=clock, sleep=clock.sleep, token="t1", pid=1)
+    evacuation = ev_engine.Evacuation(request, journal, store, executor, clock=clock, sleep=clock.sleep, token="t1", pid=1)
     report = evacuation.run()
     return report, executor, store, journal
 
@@ -255,7 +259,7 @@ def status(report):
 # --- the scheduler -------------------------------------------------------------------------
 
 def slot(name, dest, mode="live", exclusive=False, not_before=None):
-    return ev.Slot(name, dest, mode, exclusive, not_before)
+    return ev_schedule.Slot(name, dest, mode, exclusive, not_before)
 
 
 def names(slots):
@@ -264,34 +268,34 @@ def names(slots):
 
 def test_startable_fills_source_slots_in_order():
     queue = [slot("a", "hv2"), slot("b", "hv3"), slot("c", "hv4")]
-    assert names(ev.startable(queue, [], 2, 1, 0)) == ["a", "b"]
+    assert names(ev_schedule.startable(queue, [], 2, 1, 0)) == ["a", "b"]
 
 
 def test_startable_skips_a_busy_destination_without_blocking_the_rest():
     queue = [slot("a", "hv2"), slot("b", "hv2"), slot("c", "hv3")]
-    assert names(ev.startable(queue, [], 3, 1, 0)) == ["a", "c"]
-    assert names(ev.startable(queue[1:], [slot("a", "hv2")], 3, 1, 0)) == ["c"]
+    assert names(ev_schedule.startable(queue, [], 3, 1, 0)) == ["a", "c"]
+    assert names(ev_schedule.startable(queue[1:], [slot("a", "hv2")], 3, 1, 0)) == ["c"]
 
 
 def test_startable_exclusive_runs_alone():
     queue = [slot("x", "hv2", exclusive=True), slot("b", "hv3")]
-    assert names(ev.startable(queue, [], 4, 4, 0)) == ["x"]
-    assert names(ev.startable(queue[1:], [slot("x", "hv2", exclusive=True)], 4, 4, 0)) == []
+    assert names(ev_schedule.startable(queue, [], 4, 4, 0)) == ["x"]
+    assert names(ev_schedule.startable(queue[1:], [slot("x", "hv2", exclusive=True)], 4, 4, 0)) == []
     # waits for what runs, and holds back what comes after it
-    assert names(ev.startable(queue, [slot("z", "hv4")], 4, 4, 0)) == []
+    assert names(ev_schedule.startable(queue, [slot("z", "hv4")], 4, 4, 0)) == []
 
 
 def test_startable_shutdowns_wait_for_every_migration():
     queue = [slot("s", None, mode="shutdown"), slot("a", "hv2")]
-    assert names(ev.startable(queue, [], 4, 1, 0)) == ["a"]
-    assert names(ev.startable(queue[:1], [slot("a", "hv2")], 4, 1, 0)) == []
-    assert names(ev.startable(queue[:1], [], 4, 1, 0)) == ["s"]
+    assert names(ev_schedule.startable(queue, [], 4, 1, 0)) == ["a"]
+    assert names(ev_schedule.startable(queue[:1], [slot("a", "hv2")], 4, 1, 0)) == []
+    assert names(ev_schedule.startable(queue[:1], [], 4, 1, 0)) == ["s"]
 
 
 def test_startable_respects_retry_delays():
     queue = [slot("a", "hv2", not_before=10), slot("b", "hv3")]
-    assert names(ev.startable(queue, [], 2, 1, 5)) == ["b"]
-    assert names(ev.startable(queue, [], 2, 1, 10)) == ["a", "b"]
+    assert names(ev_schedule.startable(queue, [], 2, 1, 5)) == ["b"]
+    assert names(ev_schedule.startable(queue, [], 2, 1, 10)) == ["a", "b"]
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -499,10 +503,10 @@ def test_resume_waits_for_a_migration_libvirt_still_runs_and_moves_nothing_twice
     where = {"done": dict(host="hv3", active=True), "flying": dict(host=SOURCE, active=True, job_to="hv2"),
              "lost": dict(host=SOURCE, active=True), "todo": dict(host=SOURCE, active=True)}
     clock = Clock()
-    request = ev.EvacuationRequest(params([move("flying", "hv3", 1), move("lost", "hv3", 2), move("todo", "hv3", 3)]))
+    request = ev_request.EvacuationRequest(params([move("flying", "hv3", 1), move("lost", "hv3", 2), move("todo", "hv3", 3)]))
     executor = FakeExecutor(clock, where, per_source=2, per_destination=1)
     executor.jobs["flying"] = 2.0  # libvirt still runs it for 2 s
-    evacuation = ev.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep, pid=2)
+    evacuation = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep, pid=2)
     report = evacuation.run()
     assert report["result"] == "completed"
     st = status(report)
@@ -521,10 +525,10 @@ def test_settle_only_waits_and_starts_nothing():
     where = {"done": dict(host="hv3", active=True), "flying": dict(host=SOURCE, active=True, job_to="hv2"),
              "lost": dict(host=SOURCE, active=True), "todo": dict(host=SOURCE, active=True)}
     clock = Clock()
-    request = ev.EvacuationRequest(params([], settle_only=True))
+    request = ev_request.EvacuationRequest(params([], settle_only=True))
     executor = FakeExecutor(clock, where)
     executor.jobs["flying"] = 1.0
-    report = ev.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
+    report = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
     assert executor.started == []
     assert status(report)["flying"] == "moved" and status(report)["lost"] == "pending"
     assert report["result"] == "interrupted"
@@ -536,8 +540,8 @@ def test_an_unwatched_cold_move_that_left_the_domain_off_starts_it_on_the_destin
     journal.record("c")["status"] = "in_flight"
     clock = Clock()
     executor = FakeExecutor(clock, {"c": dict(host="hv2", active=False)})
-    report = ev.Evacuation(ev.EvacuationRequest(params([], settle_only=True)), journal, FakeStore(), executor,
-                           clock=clock, sleep=clock.sleep).run()
+    request = ev_request.EvacuationRequest(params([], settle_only=True))
+    report = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
     assert status(report) == {"c": "moved"} and executor.where["c"]["active"]
 
 
@@ -550,8 +554,8 @@ def settle_a_transient_arrival(refuse_define=False):
     clock = Clock()
     executor = FakeExecutor(clock, {"t": dict(host="hv2", active=True, persistent=False)})
     executor.refuse_define = refuse_define
-    report = ev.Evacuation(ev.EvacuationRequest(params([], settle_only=True)), journal, FakeStore(), executor,
-                           clock=clock, sleep=clock.sleep).run()
+    request = ev_request.EvacuationRequest(params([], settle_only=True))
+    report = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
     return report, executor, journal
 
 
@@ -602,25 +606,25 @@ def test_a_domain_back_on_the_source_is_moved_again():
 ])
 def test_bad_requests_fail_before_anything_is_done(moves, over, message):
     with pytest.raises(ParameterError) as err:
-        ev.EvacuationRequest(params(moves, **over))
+        ev_request.EvacuationRequest(params(moves, **over))
     assert message in err.value.msg
 
 
 def test_planned_bandwidth_caps_each_migration_only_when_asked():
-    request = ev.EvacuationRequest(params([move("a", "hv2", 1)], migration_addresses={"hv2": "198.18.1.12"}))
+    request = ev_request.EvacuationRequest(params([move("a", "hv2", 1)], migration_addresses={"hv2": "198.18.1.12"}))
     record = request.moves[0]
     assert request.migrate_params(record, "hv2")["bandwidth"] is None
     assert request.migrate_params(record, "hv2")["migration_address"] == "198.18.1.12"
-    capped = ev.EvacuationRequest(params([move("a", "hv2", 1)], use_planned_bandwidth=True, bandwidth=20))
+    capped = ev_request.EvacuationRequest(params([move("a", "hv2", 1)], use_planned_bandwidth=True, bandwidth=20))
     assert capped.migrate_params(capped.moves[0], "hv2")["bandwidth"] == 20
-    planned = ev.EvacuationRequest(params([move("a", "hv2", 1)], use_planned_bandwidth=True))
+    planned = ev_request.EvacuationRequest(params([move("a", "hv2", 1)], use_planned_bandwidth=True))
     assert planned.migrate_params(planned.moves[0], "hv2")["bandwidth"] == 50
 
 
 def test_check_mode_lists_what_would_move():
     journal = journal_after_a_killed_run()
-    request = ev.EvacuationRequest(params([move("done", "hv3", 1), move("todo", "hv3", 2)]))
-    report = ev.check_mode_report(request, journal)
+    request = ev_request.EvacuationRequest(params([move("done", "hv3", 1), move("todo", "hv3", 2)]))
+    report = ev_report.check_mode_report(request, journal)
     assert [m["domain"] for m in report["would_move"]] == ["todo"] and report["changed"]
 
 

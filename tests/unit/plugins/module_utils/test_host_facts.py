@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.virtops.migration.plugins.module_utils import _host_facts as facts
+from ansible_collections.virtops.migration.plugins.module_utils._facts import host_facts as facts
 
 CAPABILITIES = """<capabilities>
   <host><uuid>0b8c5e4e-1111-2222-3333-444455556666</uuid>

@@ -1,4 +1,4 @@
-from ansible_collections.virtops.migration.plugins.module_utils._jobstats import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.jobstats import (
     JOB_COMPLETED,
     JOB_UNBOUNDED,
     JobSnapshot,

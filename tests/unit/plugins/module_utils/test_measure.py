@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ansible_collections.virtops.migration.plugins.module_utils import _measure as measure
+from ansible_collections.virtops.migration.plugins.module_utils._facts import measure
 
 
 def iperf3_report(bits_per_second, seconds=3.0, retransmits=4):

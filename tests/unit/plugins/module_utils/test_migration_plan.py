@@ -1,8 +1,8 @@
 import pytest
 
-from ansible_collections.virtops.migration.plugins.module_utils._domain import DomainState
-from ansible_collections.virtops.migration.plugins.module_utils._errors import DomainStateError, ParameterError
-from ansible_collections.virtops.migration.plugins.module_utils._migration_plan import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import DomainState
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import DomainStateError, ParameterError
+from ansible_collections.virtops.migration.plugins.module_utils._migration.request import (
     COLD,
     FINISH,
     LIVE,
@@ -15,7 +15,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migration_plan 
     live_flags,
     migration_params,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._uri import destination_uri
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import destination_uri
 
 UUID = "0b5e7a4c-1d5e-4f7e-9a3b-2c8d6e1f0a9b"
 DEST = destination_uri("hv2")

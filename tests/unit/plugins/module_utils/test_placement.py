@@ -13,15 +13,14 @@ import random
 
 import pytest
 
-from ansible_collections.virtops.migration.plugins.module_utils._errors import ParameterError, VirtopsError
-from ansible_collections.virtops.migration.plugins.module_utils._placement import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
+from ansible_collections.virtops.migration.plugins.module_utils._planning.placement import (
     DEFAULT_BANDWIDTH_MIB_S,
-    EVACUATION_PLAN_ARGUMENT_SPEC,
     MAX_NAMES,
     PlanOptions,
     plan_evacuation,
-    run_evacuation_plan,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._planning.run import EVACUATION_PLAN_ARGUMENT_SPEC, run_evacuation_plan
 
 GIB = 1024
 INACTIVE = ("shutoff", "crashed")
@@ -767,3 +766,28 @@ def test_random_inventories_keep_every_invariant():
         outcomes["escalated"] += sum(1 for m in result["moves"] if m["escalation"])
     # The generator reaches every outcome, so the invariants were tested on each.
     assert all(count > 0 for count in outcomes.values()), outcomes
+
+
+# --- what the playbook used to assemble in Jinja: the source's domains and measurements --------
+
+def test_focus_narrows_the_source_and_adds_what_was_measured():
+    from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import focus
+    hosts = dict(hv1=dict(host(dom("a"), dom("b"), dom("c")), migration_bandwidth_mib_s=None), hv2=host(dom("a2")))
+    for dom_ in hosts["hv1"]["domains"]:
+        dom_["uuid"] = "u-" + dom_["name"]
+    out = focus(hosts, "hv1", domains=["a", "u-c"], dirty_rates=dict(a=12.5, c=None, a2=99.0), bandwidth_mib_s=80.0)
+    assert [d["name"] for d in out["hv1"]["domains"]] == ["a", "c"]
+    assert [d["dirty_rate_mib_s"] for d in out["hv1"]["domains"]] == [12.5, None]
+    assert out["hv1"]["migration_bandwidth_mib_s"] == 80.0
+    # The other hosts and the input itself are untouched.
+    assert out["hv2"] is hosts["hv2"] and len(hosts["hv1"]["domains"]) == 3
+    assert focus(hosts, "hv1") is hosts
+    assert focus(hosts, "hv9", domains=["a"]) is hosts
+
+
+def test_the_module_plans_only_the_domains_asked_for():
+    params = dict((k, v.get("default")) for k, v in EVACUATION_PLAN_ARGUMENT_SPEC.items())
+    params.update(source="hv1", hosts=dict(hv1=host(dom("a"), dom("b")), hv2=host()), domains=["b"],
+                  source_bandwidth_mib_s=500.0)
+    out = run_evacuation_plan(params)
+    assert [m["domain"] for m in out["moves"]] == ["b"] and out["bandwidth_budget_mib_s"] == 500.0

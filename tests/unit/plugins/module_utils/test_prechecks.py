@@ -2,9 +2,9 @@
 
 import pytest
 
-from ansible_collections.virtops.migration.plugins.module_utils import _prechecks as checks
-from ansible_collections.virtops.migration.plugins.module_utils._domain import DomainDescription
-from ansible_collections.virtops.migration.plugins.module_utils._errors import ParameterError
+from ansible_collections.virtops.migration.plugins.module_utils._facts import prechecks as checks
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import DomainDescription
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 
 DOMAIN_XML = """<domain type='kvm'><name>web1</name><memory unit='MiB'>1024</memory>
   <os><type arch='x86_64' machine='pc-q35-7.2'>hvm</type></os>

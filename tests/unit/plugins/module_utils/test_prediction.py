@@ -10,7 +10,8 @@ import random
 
 import pytest
 
-from ansible_collections.virtops.migration.plugins.module_utils._prediction import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
+from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import (
     MAX_THROTTLE,
     POSTCOPY_SWITCH_MS,
     Job,
@@ -148,7 +149,7 @@ def test_ladder_rank_follows_the_controller_order():
 
 
 def test_bad_bandwidth_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ParameterError):
         predict_migration(1024, 0, 0)
 
 

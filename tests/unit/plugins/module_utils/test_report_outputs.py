@@ -3,7 +3,7 @@
 import re
 import xml.etree.ElementTree as ET
 
-from ansible_collections.virtops.migration.plugins.module_utils import _report_outputs as outputs
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation import outputs
 
 SVG = "{http://www.w3.org/2000/svg}"
 

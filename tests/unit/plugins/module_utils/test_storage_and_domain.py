@@ -1,5 +1,5 @@
-from ansible_collections.virtops.migration.plugins.module_utils._domain import DomainDescription, DomainState
-from ansible_collections.virtops.migration.plugins.module_utils._storage import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import DomainDescription, DomainState
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.storage import (
     filesystem_of,
     parse_mountinfo,
     plan_storage,

@@ -1,7 +1,7 @@
 import pytest
 
-from ansible_collections.virtops.migration.plugins.module_utils._errors import ParameterError
-from ansible_collections.virtops.migration.plugins.module_utils._uri import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import (
     destination_uri,
     migration_disks_uri,
     migration_uri,

@@ -355,8 +355,8 @@ class World(object):
                     % uri)
 
     def open(self, uri, timeout):
-        from ansible_collections.virtops.migration.plugins.module_utils._connection import Hypervisor
-        from ansible_collections.virtops.migration.plugins.module_utils._errors import HypervisorUnreachable
+        from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import Hypervisor
+        from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import HypervisorUnreachable
 
         self.opened.append(str(uri))
         if "unreachable" in str(uri):

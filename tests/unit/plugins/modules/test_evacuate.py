@@ -21,8 +21,10 @@ import libvirt  # noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
 from fake_libvirt import Scenario, World  # noqa: E402
 
-from ansible_collections.virtops.migration.plugins.module_utils import _evacuate, _migrate  # noqa: E402
-from ansible_collections.virtops.migration.plugins.module_utils._journal import JournalStore  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation import engine as _engine  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation import libvirt_executor as _executor  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._migration import live as _live  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import JournalStore  # noqa: E402
 from ansible_collections.virtops.migration.plugins.modules import evacuate  # noqa: E402
 
 UUIDS = ["00000000-0000-0000-0000-0000000000a%d" % i for i in range(4)]
@@ -31,10 +33,10 @@ UUIDS = ["00000000-0000-0000-0000-0000000000a%d" % i for i in range(4)]
 @pytest.fixture
 def run(monkeypatch, capsys, tmp_path):
     def runner(world, moves, check_mode=False, **args):
-        monkeypatch.setattr(_evacuate, "open_hypervisor", world.open)
-        monkeypatch.setattr(_evacuate, "TICK_S", 0.01)
-        monkeypatch.setattr(_migrate, "POLL_S", 0.01)
-        monkeypatch.setattr(_migrate, "FIRST_POLL_S", 0.01)
+        monkeypatch.setattr(_executor, "open_hypervisor", world.open)
+        monkeypatch.setattr(_engine, "TICK_S", 0.01)
+        monkeypatch.setattr(_live, "POLL_S", 0.01)
+        monkeypatch.setattr(_live, "FIRST_POLL_S", 0.01)
         module_args = dict(evacuation_id="ev-unit", source="hv1", moves=moves, journal_dir=str(tmp_path),
                            migration_addresses={"hv2": "198.18.1.12"}, retry_delay=0)
         module_args.update(args)

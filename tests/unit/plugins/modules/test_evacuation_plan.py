@@ -15,8 +15,11 @@ import yaml
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.virtops.migration.plugins.module_utils._placement import EVACUATION_PLAN_ARGUMENT_SPEC
+from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import EVACUATION_PLAN_ARGUMENT_SPEC
 from ansible_collections.virtops.migration.plugins.modules import evacuation_plan
+
+sys.path.insert(0, os.path.dirname(__file__))
+from documentation import documentation  # noqa: E402
 
 GIB = 1024
 
@@ -117,7 +120,7 @@ def test_needs_no_libvirt():
     # The control node may have no libvirt bindings: import and plan with them blocked.
     code = (
         "import sys; sys.modules['libvirt'] = None\n"
-        "from ansible_collections.virtops.migration.plugins.module_utils import _placement\n"
+        "from ansible_collections.virtops.migration.plugins.module_utils._planning import placement as _placement\n"
         "from ansible_collections.virtops.migration.plugins.modules import evacuation_plan\n"
         "h = dict(memory_total_mib=8, memory_committable_mib=8, vcpus_total=1, domains=[])\n"
         "print(_placement.plan_evacuation('a', dict(a=h, b=h))['can_empty'])\n"
@@ -130,7 +133,7 @@ def test_needs_no_libvirt():
 
 # --- documentation -------------------------------------------------------------------
 
-DOC = yaml.safe_load(evacuation_plan.DOCUMENTATION)
+DOC = documentation(evacuation_plan)
 RETURNED_DOC = yaml.safe_load(evacuation_plan.RETURN)
 TYPES = dict(str=str, bool=bool, int=int, float=(int, float), list=list, dict=dict)
 

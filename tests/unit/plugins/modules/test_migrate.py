@@ -19,7 +19,11 @@ import libvirt  # noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
 from fake_libvirt import LOCAL_DISK, FakeConn, Scenario, World, error  # noqa: E402
 
-from ansible_collections.virtops.migration.plugins.module_utils import _escalation, _migrate, _module  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._migration import escalation as _escalation  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._migration import task as _migrate  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._migration import live as _live  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt import domain_ops as _domain_ops  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils import _module  # noqa: E402
 from ansible_collections.virtops.migration.plugins.modules import migrate  # noqa: E402
 
 UUID = "0b5e7a4c-1d5e-4f7e-9a3b-2c8d6e1f0a9b"
@@ -30,12 +34,12 @@ def run(monkeypatch, capsys):
     def runner(world, check_mode=False, **args):
         monkeypatch.setattr(_migrate, "open_hypervisor", world.open)
         monkeypatch.setattr(_migrate, "local_address_of", lambda host: "127.0.0.1" if host == "localhost" else None)
-        monkeypatch.setattr(_migrate, "POLL_S", 0.01)
-        monkeypatch.setattr(_migrate, "FIRST_POLL_S", 0.01)
-        monkeypatch.setattr(_migrate, "SHUTDOWN_POLL_S", 0.01)
-        monkeypatch.setattr(_migrate, "RESUME_RETRY_S", 0.01)
-        monkeypatch.setattr(_migrate, "RESUME_WAIT_S", 0.5)
-        monkeypatch.setattr(_migrate, "RESUME_SETTLE_S", 0.01)
+        monkeypatch.setattr(_live, "POLL_S", 0.01)
+        monkeypatch.setattr(_live, "FIRST_POLL_S", 0.01)
+        monkeypatch.setattr(_domain_ops, "SHUTDOWN_POLL_S", 0.01)
+        monkeypatch.setattr(_live, "RESUME_RETRY_S", 0.01)
+        monkeypatch.setattr(_live, "RESUME_WAIT_S", 0.5)
+        monkeypatch.setattr(_live, "RESUME_SETTLE_S", 0.01)
         module_args = dict(name="mig-a", destination="hv2")
         module_args.update(args)
         if check_mode:
@@ -183,7 +187,7 @@ def test_timeout_abort_leaves_domain_on_source(run):
 
 
 def test_module_gives_up_when_libvirt_ignores_the_abort(run, monkeypatch):
-    monkeypatch.setattr(_migrate, "GIVE_UP_AFTER_S", 0.3)
+    monkeypatch.setattr(_live, "GIVE_UP_AFTER_S", 0.3)
     world = World(Scenario(complete=lambda job: False, ignore_abort=True))
     world.hv1.add("mig-a", UUID)
     out = run(world, timeout=1)
@@ -251,7 +255,7 @@ def test_stalled_postcopy_is_paused_then_reported(run, monkeypatch):
 
 def test_postcopy_paused_but_held_by_libvirt_is_reported_without_resume(run, monkeypatch):
     monkeypatch.setattr(_escalation, "POSTCOPY_STALL_S", 0.2)
-    monkeypatch.setattr(_migrate, "POSTCOPY_SETTLE_S", 0.3)
+    monkeypatch.setattr(_live, "POSTCOPY_SETTLE_S", 0.3)
     world = World(Scenario(complete=lambda job: False, postcopy_stall=True, hang_after_pause=True))
     world.hv1.add("mig-a", UUID)
     out = run(world, postcopy="after_first_pass")

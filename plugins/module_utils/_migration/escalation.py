@@ -36,7 +36,7 @@ which ones it applied (so a failed call is not recorded as an escalation).
 
 from __future__ import annotations
 
-from ansible_collections.virtops.migration.plugins.module_utils._jobstats import MIB
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.jobstats import MIB
 
 SET_DOWNTIME = "set_downtime"
 START_POSTCOPY = "start_postcopy"
@@ -55,14 +55,10 @@ STEP_POSTCOPY_PAUSED = "postcopy_paused"
 # Steps that never count as what completed a migration.
 NOT_COMPLETING = (STEP_ABORT, STEP_POSTCOPY_PAUSED)
 
-POSTCOPY_CHOICES = ("never", "permit", "after_first_pass")
-TIMEOUT_ACTIONS = ("abort", "postcopy", "pause")
 # QEMU's ceiling for auto-converge throttling (max-cpu-throttle default).
 MAX_THROTTLE = 99
 # An iteration makes progress when the bytes left drop below this share of the best seen.
 PROGRESS_RATIO = 0.9
-# QEMU's default downtime limit, assumed when max_downtime is not set.
-QEMU_DEFAULT_DOWNTIME_MS = 300
 # Seconds without any data sent before a post-copy migration is declared broken.
 POSTCOPY_STALL_S = 30
 
@@ -83,33 +79,14 @@ class Action(object):
         return "Action(%s, %r, %s)" % (self.kind, self.value, self.step)
 
 
-class EscalationPolicy(object):
-    """The ladder's configuration for one migration."""
-
-    def __init__(self, max_downtime=None, max_downtime_steps=(), stall_iterations=2, auto_converge=False,
-                 postcopy="never", timeout=None, timeout_action="abort"):
-        self.max_downtime = max_downtime
-        self.max_downtime_steps = sorted(max_downtime_steps or ())
-        self.stall_iterations = stall_iterations
-        self.auto_converge = auto_converge
-        self.postcopy = postcopy
-        self.timeout = timeout
-        self.timeout_action = timeout_action
-
-    @property
-    def postcopy_flag(self):
-        """Whether the migration must start with post-copy permitted (VIR_MIGRATE_POSTCOPY)."""
-        return self.postcopy != "never" or self.timeout_action == "postcopy"
-
-
 class EscalationController(object):
     """Decides, from successive job-statistics snapshots, which rung to climb and when."""
 
     def __init__(self, policy):
-        self.policy = policy
+        self.policy = policy  # a Ladder
         self.phase = "precopy"
         self.escalations = []
-        self.downtime = policy.max_downtime or QEMU_DEFAULT_DOWNTIME_MS
+        self.downtime = policy.start_downtime
         self.initial_downtime_pending = policy.max_downtime is not None
         self.iteration = 0
         self.best_remaining = None

@@ -16,31 +16,32 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from ansible_collections.virtops.migration.plugins.module_utils import _prechecks as checks
-from ansible_collections.virtops.migration.plugins.module_utils._connection import (
+from ansible_collections.virtops.migration.plugins.module_utils._facts import prechecks as checks
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
     ConnectionSettings,
     local_address_of,
     open_hypervisor,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._domain import DomainDescription
-from ansible_collections.virtops.migration.plugins.module_utils._errors import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import DomainDescription
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     HypervisorUnreachable,
     ParameterError,
     call,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._host_facts import (
+from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import (
     DEFAULT_CERTIFICATES,
     domain_facts,
     read_certificates,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt import libvirt
-from ansible_collections.virtops.migration.plugins.module_utils._measure import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import libvirt
+from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
+from ansible_collections.virtops.migration.plugins.module_utils._facts.measure import (
     MeasurementFailed,
     dirty_rates,
     throughput,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._storage import parse_mountinfo
-from ansible_collections.virtops.migration.plugins.module_utils._uri import validate_host
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.storage import parse_mountinfo
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import validate_host
 
 
 def run_precheck(module):
@@ -201,3 +202,7 @@ def _summary(results):
         reasons = "; ".join(item["reasons"]) or "-"
         lines.append("%-20s %-10s %-6s %9s  %s" % (item["domain"], item["destination"], item["verdict"], seconds, reasons))
     return lines
+
+
+# The precheck module: its entry function and the argument spec it runs with.
+PRECHECK_MODULE = EntryPoint(run_precheck, checks.PRECHECK_ARGUMENT_SPEC)

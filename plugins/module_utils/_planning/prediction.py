@@ -27,27 +27,23 @@ from __future__ import annotations
 
 import heapq
 
-from ansible_collections.virtops.migration.plugins.module_utils._escalation import (
+from ansible_collections.virtops.migration.plugins.module_utils._migration.escalation import (
     MAX_THROTTLE,
-    POSTCOPY_CHOICES,
     PROGRESS_RATIO,
-    QEMU_DEFAULT_DOWNTIME_MS,
     STEP_AUTO_CONVERGE,
     STEP_DOWNTIME,
     STEP_PAUSE,
     STEP_POSTCOPY,
     STEP_PRECOPY,
-    TIMEOUT_ACTIONS,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, PlanningError
+from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
 
 # Connecting, starting QEMU on the destination, and (after the switch-over) persisting the
 # definition there and undefining it on the source.
 DEFAULT_SETUP_SECONDS = 2.0
 # Pre-copy rounds after which a migration that still has not converged is called stalled.
 DEFAULT_MAX_ROUNDS = 30
-# Pre-copy rounds without enough progress before the migrate module climbs the ladder
-# (its stall_iterations default).
-DEFAULT_STALL_ROUNDS = 2
 # QEMU's auto-converge: it throttles the vCPUs once the guest dirties more than half of
 # what is sent (throttle-trigger-threshold 50), starting at 20 % and adding 10 % per round
 # (cpu-throttle-initial, cpu-throttle-increment), up to MAX_THROTTLE.
@@ -56,9 +52,6 @@ THROTTLE_INITIAL = 20
 THROTTLE_INCREMENT = 10
 # The switch-over to post-copy stops the guest only to send the device state.
 POSTCOPY_SWITCH_MS = 50
-# The migrate module's default completion timeout: 800 s per GiB to move, at least 300 s.
-TIMEOUT_S_PER_GIB = 800
-MIN_DEFAULT_TIMEOUT_S = 300
 
 # The ladder's steps in the order they are climbed; escalation names are these.
 LADDER_ORDER = (STEP_PRECOPY, STEP_DOWNTIME, STEP_AUTO_CONVERGE, STEP_POSTCOPY, STEP_PAUSE)
@@ -69,34 +62,6 @@ def ladder_rank(step):
     if step is None:
         return 0
     return LADDER_ORDER.index(step)
-
-
-class Ladder(object):
-    """The rungs a live migration may climb - the migrate module's options of the same names."""
-
-    def __init__(self, max_downtime=QEMU_DEFAULT_DOWNTIME_MS, max_downtime_steps=(), auto_converge=False,
-                 postcopy="never", timeout=None, timeout_action="abort", stall_rounds=DEFAULT_STALL_ROUNDS):
-        if postcopy not in POSTCOPY_CHOICES:
-            raise ValueError("postcopy must be one of %s" % ", ".join(POSTCOPY_CHOICES))
-        if timeout_action not in TIMEOUT_ACTIONS:
-            raise ValueError("timeout_action must be one of %s" % ", ".join(TIMEOUT_ACTIONS))
-        self.max_downtime = max_downtime
-        self.max_downtime_steps = sorted(s for s in (max_downtime_steps or ()) if s > max_downtime)
-        self.auto_converge = auto_converge
-        self.postcopy = postcopy
-        self.timeout = timeout
-        self.timeout_action = timeout_action
-        self.stall_rounds = stall_rounds
-
-    @property
-    def highest_downtime(self):
-        return self.max_downtime_steps[-1] if self.max_downtime_steps else self.max_downtime
-
-    def effective_timeout(self, mib_to_move):
-        """``timeout``, or as the migrate module: 800 s per GiB to move, at least 300 s."""
-        if self.timeout is not None:
-            return float(self.timeout)
-        return float(max(MIN_DEFAULT_TIMEOUT_S, int(TIMEOUT_S_PER_GIB * mib_to_move / 1024.0 + 0.5)))
 
 
 def _rung(step, value, converges, seconds=None, downtime_ms=None, rounds=0, throttle_pct=0, reason=""):
@@ -210,34 +175,34 @@ def predict_migration(memory_mib, dirty_rate_mib_s, bandwidth_mib_s, disk_mib=0.
     ``rungs`` (each rung tried, with what it predicts) and ``reason``.
     """
     if bandwidth_mib_s is None or bandwidth_mib_s <= 0:
-        raise ValueError("bandwidth must be positive")
+        raise ParameterError("bandwidth must be positive, not %r" % (bandwidth_mib_s,))
     ladder = ladder or Ladder()
     memory = float(memory_mib)
     dirty = float(dirty_rate_mib_s or 0.0)
     lead_s = float(setup_seconds) + float(disk_mib) / bandwidth_mib_s
-    timeout_s = ladder.effective_timeout(memory + float(disk_mib))
+    timeout_s = float(ladder.effective_timeout(memory + float(disk_mib)))
     args = (memory, dirty, bandwidth_mib_s, lead_s, timeout_s)
 
     rungs = []
     first_pass_only = ladder.postcopy == "after_first_pass"
     if first_pass_only:
-        rungs.append(_precopy_rung(STEP_PRECOPY, ladder.max_downtime, *args, max_rounds=1))
+        rungs.append(_precopy_rung(STEP_PRECOPY, ladder.start_downtime, *args, max_rounds=1))
     else:
         # (step, downtime) of the pre-copy rungs; a stalled one gives way to the next, if any.
-        plain = [(STEP_PRECOPY, ladder.max_downtime)] + [(STEP_DOWNTIME, ms) for ms in ladder.max_downtime_steps]
+        plain = [(STEP_PRECOPY, ladder.start_downtime)] + [(STEP_DOWNTIME, ms) for ms in ladder.max_downtime_steps]
         for index, (step, downtime_ms) in enumerate(plain):
             higher = index + 1 < len(plain) or ladder.auto_converge or ladder.postcopy != "never"
             rungs.append(_precopy_rung(step, downtime_ms, *args, max_rounds=max_rounds,
-                                       stall_rounds=ladder.stall_rounds if higher else None))
+                                       stall_rounds=ladder.stall_iterations if higher else None))
         if ladder.auto_converge:
             rungs.append(_precopy_rung(STEP_AUTO_CONVERGE, ladder.highest_downtime, *args,
                                        max_rounds=max_rounds, throttle=True))
     if ladder.postcopy != "never":
-        passes = 1 if first_pass_only else 1 + ladder.stall_rounds
+        passes = 1 if first_pass_only else 1 + ladder.stall_iterations
         rungs.append(_switch_rung(STEP_POSTCOPY, memory, dirty, bandwidth_mib_s, lead_s, passes))
     elif ladder.timeout_action in (STEP_POSTCOPY, STEP_PAUSE):
         step = STEP_POSTCOPY if ladder.timeout_action == "postcopy" else STEP_PAUSE
-        rungs.append(_switch_rung(step, memory, dirty, bandwidth_mib_s, lead_s, 1 + ladder.stall_rounds,
+        rungs.append(_switch_rung(step, memory, dirty, bandwidth_mib_s, lead_s, 1 + ladder.stall_iterations,
                                   at_s=timeout_s))
 
     bound = (memory + float(disk_mib)) / bandwidth_mib_s
@@ -343,7 +308,7 @@ def simulate(jobs, budget_mib_s, max_per_source, max_per_destination):
                     break
         if not running:
             if waiting:
-                raise RuntimeError("schedule stuck with %d jobs waiting" % len(waiting))
+                raise PlanningError("the schedule is stuck with %d jobs waiting (a bug in the planner)" % len(waiting))
             break
         now = running[0][0]
         while running and running[0][0] <= now + eps:

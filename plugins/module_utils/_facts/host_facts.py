@@ -20,11 +20,12 @@ import random
 import re
 import xml.etree.ElementTree as ET
 
-from ansible_collections.virtops.migration.plugins.module_utils._connection import ConnectionSettings, open_hypervisor
-from ansible_collections.virtops.migration.plugins.module_utils._domain import DomainDescription, DomainState
-from ansible_collections.virtops.migration.plugins.module_utils._errors import LibvirtError, NotFound, ParameterError, call
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt import constant
-from ansible_collections.virtops.migration.plugins.module_utils._storage import LOCAL, parse_mountinfo, plan_storage
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import ConnectionSettings, open_hypervisor
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import DomainDescription, DomainState
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import LibvirtError, NotFound, ParameterError, call
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import constant
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.storage import LOCAL, parse_mountinfo, plan_storage
+from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
 
 try:
     from cryptography import x509
@@ -231,7 +232,7 @@ def domain_facts(dom, mounts, inventory_labels=None):
             local_bytes += call("reading the size of %s's disk %s" % (name, placement.disk.target),
                                 dom.blockInfo, placement.disk.target)[1]
     use = guest_memory_use(name, info[1] // 1024) if status.active else (None, None)
-    metadata = _domain_metadata(dom)
+    metadata = domain_metadata(dom)
     labels, problems = merge_labels(parse_policy(metadata), inventory_labels)
     return {
         "name": name,
@@ -306,7 +307,7 @@ def guest_memory_use(name, memory_mib, run_dir="/run/libvirt/qemu"):
     return mapping[1] // 1024, int(round(share * memory_mib))
 
 
-def _domain_metadata(dom):
+def domain_metadata(dom):
     """The domain's virtops metadata element, or None when it has none."""
     try:
         return call("reading the migration policy of %s" % dom.name(), dom.metadata,
@@ -366,6 +367,14 @@ def gather(hypervisor, reserved_memory_mib=0, inventory_labels=None, certificate
     }
 
 
+# The options of the host_info module (beside the common connection options).
+HOST_INFO_ARGUMENT_SPEC = dict(
+    reserved_memory_mib=dict(type="int", default=0),
+    labels=dict(type="dict", default={}),
+    certificates=dict(type="dict", default=None),
+)
+
+
 def run_host_info(module):
     """Entry point of the host_info module."""
     params = module.params
@@ -386,3 +395,7 @@ def run_host_info(module):
 
 def _version(number):
     return "%d.%d.%d" % (number // 1000000, (number // 1000) % 1000, number % 1000)
+
+
+# The host_info module: its entry function and the argument spec it runs with.
+HOST_INFO_MODULE = EntryPoint(run_host_info, HOST_INFO_ARGUMENT_SPEC)

@@ -18,10 +18,20 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 
-from ansible_collections.virtops.migration.plugins.module_utils._errors import LibvirtError, ParameterError, call, lookup
-from ansible_collections.virtops.migration.plugins.module_utils._host_facts import migration_blockers, parse_capabilities
-from ansible_collections.virtops.migration.plugins.module_utils._prediction import Ladder, predict_migration
-from ansible_collections.virtops.migration.plugins.module_utils._storage import LOCAL, SHARED, plan_storage
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import LibvirtError, ParameterError, call, lookup
+from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import migration_blockers, parse_capabilities
+from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import QEMU_DEFAULT_DOWNTIME_MS, Ladder
+from ansible_collections.virtops.migration.plugins.module_utils._options import (
+    ADDRESSES,
+    CAPACITY,
+    DOMAINS,
+    LADDER,
+    MODE,
+    STORAGE,
+    argument_spec,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import predict_migration
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.storage import LOCAL, SHARED, plan_storage
 
 OK, WARN, BLOCK, SKIPPED = "ok", "warn", "block", "skipped"
 _RANK = {SKIPPED: 0, OK: 0, WARN: 1, BLOCK: 2}
@@ -245,9 +255,8 @@ def prediction(domain, dirty_rate, bandwidth, ladder, disk_mib, mode):
 
 
 def ladder_from(options):
-    return Ladder(max_downtime=options["max_downtime"], max_downtime_steps=options["max_downtime_steps"],
-                  auto_converge=options["auto_converge"], postcopy=options["postcopy"],
-                  timeout_action=options["timeout_action"])
+    """The ladder the prediction climbs (validated as the migrate module validates it)."""
+    return Ladder.from_params(options)
 
 
 def load_of(hypervisor):
@@ -279,27 +288,20 @@ def _v(number):
 
 # --- the precheck module -------------------------------------------------------------
 
-# Options of the precheck module that the checks read (see plugins/modules/precheck.py).
-PRECHECK_ARGUMENT_SPEC = dict(
+# Options of the precheck module that the checks read (see plugins/modules/precheck.py): the
+# shared ones as _options declares them (copying local disks, predicting at QEMU's default
+# downtime unless told otherwise), then those only the pre-check has.
+PRECHECK_ARGUMENT_SPEC = argument_spec(
+    MODE, STORAGE["copy_storage"].but(default="all"), CAPACITY, ADDRESSES, DOMAINS,
+    LADDER["max_downtime"].but(default=QEMU_DEFAULT_DOWNTIME_MS),
+    *[option for name, option in LADDER.items() if name != "max_downtime"],
     destinations=dict(type="list", elements="str", required=True),
-    domains=dict(type="list", elements="str"),
-    migration_addresses=dict(type="dict", default={}),
     destination_facts=dict(type="dict", default={}),
-    mode=dict(type="str", default="auto", choices=["auto", "live", "cold"]),
-    copy_storage=dict(type="str", default="all", choices=["none", "all", "incremental"]),
-    memory_overcommit=dict(type="float", default=1.0),
-    vcpu_overcommit=dict(type="float", default=4.0),
-    reserved_memory_mib=dict(type="int", default=0),
     measure_bandwidth=dict(type="bool", default=True),
     bandwidth_port=dict(type="int", default=5201),
     bandwidth_seconds=dict(type="int", default=3),
     dirty_rate_seconds=dict(type="int", default=2),
     certificate_min_days=dict(type="int", default=14),
-    max_downtime=dict(type="int", default=300),
-    max_downtime_steps=dict(type="list", elements="int", default=[]),
-    auto_converge=dict(type="bool", default=False),
-    postcopy=dict(type="str", default="never", choices=["never", "permit", "after_first_pass"]),
-    timeout_action=dict(type="str", default="abort", choices=["abort", "postcopy", "pause"]),
 )
 
 
@@ -316,5 +318,4 @@ def validate_options(params):
         raise ParameterError("bandwidth_port must be a TCP port, not %s" % params["bandwidth_port"])
     if not 1 <= params["bandwidth_seconds"] <= 60:
         raise ParameterError("bandwidth_seconds must be between 1 and 60, not %s" % params["bandwidth_seconds"])
-    if params["max_downtime"] <= 0 or any(step <= 0 for step in params["max_downtime_steps"]):
-        raise ParameterError("max_downtime and max_downtime_steps must be positive milliseconds")
+    return Ladder.from_params(params)

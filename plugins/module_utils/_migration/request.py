@@ -18,33 +18,29 @@
 
 from __future__ import annotations
 
-from ansible_collections.virtops.migration.plugins.module_utils._errors import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     DomainStateError,
     ParameterError,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._escalation import (
-    POSTCOPY_CHOICES,
-    QEMU_DEFAULT_DOWNTIME_MS,
-    TIMEOUT_ACTIONS,
-    EscalationPolicy,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._uri import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import (
     migration_disks_uri,
     migration_uri,
     validate_host,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
+from ansible_collections.virtops.migration.plugins.module_utils._options import (
+    LADDER,
+    MIGRATION,
+    MODE,
+    STORAGE,
+    argument_spec,
+    with_defaults,
+)
 
-MODES = ("live", "cold", "auto")
-COPY_STORAGE = ("none", "all", "incremental")
-COMPRESSION_METHODS = ("xbzrle", "mt")
-
-# QEMU's limits: downtime-limit up to 2000 s, multifd-channels up to 255.
-MAX_DOWNTIME_MS = 2000 * 1000
+# QEMU's limits: multifd-channels up to 255; libvirt's bandwidth is in MiB/s in a 64-bit byte count.
 MAX_PARALLEL_CONNECTIONS = 255
 MAX_BANDWIDTH_MIB_S = (1 << 63) // (1024 * 1024) - 1
-# Default completion timeout: as OpenStack Nova and KubeVirt, 800 s per GiB to move, at least 300 s.
-TIMEOUT_S_PER_GIB = 800
-MIN_DEFAULT_TIMEOUT_S = 300
+MIB = 1024 * 1024
 
 NONE = "none"
 LIVE = "live"
@@ -52,30 +48,15 @@ COLD = "cold"
 RESUME_POSTCOPY = "resume_postcopy"
 FINISH = "finish"
 
-# The module's options (beside the common connection options), with defaults.
-MIGRATE_ARGUMENT_SPEC = dict(
+# The migrate module's options (beside the common connection options): the shared ones as
+# _options declares them, then those only this module has.
+MIGRATE_ARGUMENT_SPEC = argument_spec(
+    MODE, LADDER, MIGRATION, STORAGE,
     name=dict(type="str", required=True, aliases=["domain"]),
     destination=dict(type="str", required=True),
-    mode=dict(type="str", default="auto", choices=list(MODES)),
     migration_address=dict(type="str"),
-    tls=dict(type="bool", default=True),
     tls_destination=dict(type="str"),
-    bandwidth=dict(type="int"),
-    max_downtime=dict(type="int"),
-    max_downtime_steps=dict(type="list", elements="int", default=[]),
-    stall_iterations=dict(type="int", default=2),
-    auto_converge=dict(type="bool", default=False),
-    postcopy=dict(type="str", default="never", choices=list(POSTCOPY_CHOICES)),
-    postcopy_resume=dict(type="bool", default=True),
-    timeout=dict(type="int"),
-    timeout_action=dict(type="str", default="abort", choices=list(TIMEOUT_ACTIONS)),
-    parallel_connections=dict(type="int"),
-    compression=dict(type="list", elements="str", choices=list(COMPRESSION_METHODS), default=[]),
-    copy_storage=dict(type="str", default="none", choices=list(COPY_STORAGE)),
     persistent=dict(type="bool", default=True),
-    shutdown_timeout=dict(type="int", default=120),
-    force=dict(type="bool", default=False),
-    cpu_check=dict(type="bool", default=True),
 )
 
 
@@ -99,48 +80,25 @@ class MigrationRequest(object):
 
     @classmethod
     def from_params(cls, params, destination_uri):
-        """Validate ``params`` (the module's) for a destination at ``destination_uri``."""
+        """Validate ``params`` (the module's; missing ones at their defaults) for ``destination_uri``."""
+        params = with_defaults(MIGRATE_ARGUMENT_SPEC, params)
         name = params.get("name")
         if not name or not name.strip() or any(ord(ch) < 32 for ch in name):
             raise ParameterError("name must be a domain name or UUID, not %r" % (name,))
-        mode = params.get("mode") or "auto"
+        mode = params["mode"]
         bandwidth = _positive(params, "bandwidth", MAX_BANDWIDTH_MIB_S)
-        max_downtime = _positive(params, "max_downtime", MAX_DOWNTIME_MS)
-        steps = list(params.get("max_downtime_steps") or [])
-        floor = max_downtime or QEMU_DEFAULT_DOWNTIME_MS
-        for step in steps:
-            if step is None or step <= 0 or step > MAX_DOWNTIME_MS:
-                raise ParameterError("max_downtime_steps must be between 1 and %d ms, not %r" % (MAX_DOWNTIME_MS, step))
-            if step <= floor:
-                raise ParameterError(
-                    "max_downtime_steps raise the permitted downtime: step %d ms is not above the starting "
-                    "max_downtime (%d ms%s)" % (step, floor, "" if max_downtime else ", QEMU's default"))
-        if len(set(steps)) != len(steps):
-            raise ParameterError("max_downtime_steps has duplicates: %r" % (steps,))
-        stall = _positive(params, "stall_iterations", 1000)
-        timeout = _positive(params, "timeout")
+        policy = Ladder.from_params(params)
         parallel = _positive(params, "parallel_connections", MAX_PARALLEL_CONNECTIONS)
         shutdown_timeout = _positive(params, "shutdown_timeout", allow_zero=True)
-        compression = list(params.get("compression") or [])
+        compression = list(params["compression"])
         if len(set(compression)) != len(compression):
             raise ParameterError("compression lists a method twice: %r" % (compression,))
-        postcopy = params.get("postcopy") or "never"
-        timeout_action = params.get("timeout_action") or "abort"
-        policy = EscalationPolicy(
-            max_downtime=max_downtime,
-            max_downtime_steps=steps,
-            stall_iterations=stall or 2,
-            auto_converge=bool(params.get("auto_converge")),
-            postcopy=postcopy,
-            timeout=timeout,
-            timeout_action=timeout_action,
-        )
         if policy.postcopy_flag and "mt" in compression:
             raise ParameterError("post-copy (postcopy or timeout_action=postcopy) cannot be combined with "
                                  "compression method mt: QEMU refuses that combination")
-        if not params.get("persistent", True) and mode == "cold":
+        if not params["persistent"] and mode == "cold":
             raise ParameterError("persistent=false needs mode live: a cold migration moves the definition itself")
-        tls = params.get("tls", True)
+        tls = params["tls"]
         tls_destination = params.get("tls_destination")
         if tls_destination is not None:
             if not tls:
@@ -161,20 +119,17 @@ class MigrationRequest(object):
             policy=policy,
             parallel_connections=parallel,
             compression=compression,
-            copy_storage=params.get("copy_storage") or "none",
-            persistent=params.get("persistent", True),
-            shutdown_timeout=120 if shutdown_timeout is None else shutdown_timeout,
-            force=bool(params.get("force")),
-            cpu_check=params.get("cpu_check", True),
-            postcopy_resume=params.get("postcopy_resume", True),
+            copy_storage=params["copy_storage"],
+            persistent=params["persistent"],
+            shutdown_timeout=shutdown_timeout,
+            force=bool(params["force"]),
+            cpu_check=params["cpu_check"],
+            postcopy_resume=params["postcopy_resume"],
         )
 
     def effective_timeout(self, bytes_to_move):
-        """``timeout``, or 800 s per GiB to move (memory and copied disks), at least 300 s."""
-        if self.policy.timeout is not None:
-            return self.policy.timeout
-        gib = bytes_to_move / float(1024 ** 3)
-        return max(MIN_DEFAULT_TIMEOUT_S, int(TIMEOUT_S_PER_GIB * gib + 0.5))
+        """The completion timeout of this migration (the ladder's one rule)."""
+        return self.policy.effective_timeout(bytes_to_move / float(MIB))
 
 
 class Decision(object):

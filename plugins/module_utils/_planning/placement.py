@@ -13,7 +13,7 @@ exactly one of ``moves``, ``skipped`` and ``unplaceable`` - never silently dropp
 
 The steps:
 
-1. validate the input (ParameterError naming the faulty host, domain and field);
+1. validate the input (inputs.py: ParameterError naming the faulty host, domain and field);
 2. decide each source domain's mode from its state, its ``do_not_migrate`` label and its
    blockers: live, cold, shutdown (in place), skipped, or unplaceable with a reason;
 3. predict each live migration at its least bandwidth share; one that converges only with
@@ -22,7 +22,7 @@ The steps:
    its capacity still free (memory or vCPUs, whichever is scarcer), counting the moves
    already placed - a heap of destinations keyed by that share, so a domain costs about
    log(hosts) instead of a scan of every host;
-5. schedule (the simulation of _prediction): exclusive migrations first, then longest
+5. schedule (prediction.simulate): exclusive migrations first, then longest
    first, under the concurrency limits and the shared bandwidth budget; domains shut down
    by policy go last, once every migration has finished.
 """
@@ -30,487 +30,33 @@ The steps:
 from __future__ import annotations
 
 import heapq
-import math
-from operator import itemgetter
 
-from ansible_collections.virtops.migration.plugins.module_utils._errors import ParameterError
-from ansible_collections.virtops.migration.plugins.module_utils._escalation import (
-    POSTCOPY_CHOICES,
-    QEMU_DEFAULT_DOWNTIME_MS,
-    TIMEOUT_ACTIONS,
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
+from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import (
+    COLD,
+    DEFAULT_BANDWIDTH_MIB_S,
+    INACTIVE_STATES,
+    LIVE,
+    LIVE_STATES,
+    MAX_NAMES,
+    SHUTDOWN,
+    _domains,
+    _index_destinations,
+    _index_prechecks,
+    _mapping,
+    _note_member,
+    _number,
+    _source_domain,
+    PlanOptions,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._prediction import (
-    DEFAULT_SETUP_SECONDS,
-    LADDER_ORDER,
+from ansible_collections.virtops.migration.plugins.module_utils._planning.reasons import Refusals, counted, fmt, host_names
+from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import (
     Job,
-    Ladder,
     ladder_rank,
     predict_cold,
     predict_migration,
     simulate,
 )
-
-MIB = 1024 * 1024
-# Assumed when the source's bandwidth was not measured and no budget is given: about what
-# one 1 Gbit/s link carries. Deliberately low: an unmeasured plan should not promise speed.
-DEFAULT_BANDWIDTH_MIB_S = 112.0
-DEFAULT_SHUTDOWN_SECONDS = 30.0
-# At most this many host names are listed per reason of an unplaceable domain.
-MAX_NAMES = 5
-
-# libvirt's domain states (virDomainState), as host_info reports them ("unknown" for a state
-# newer than the code that read it).
-DOMAIN_STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended",
-                 "unknown")
-LIVE_STATES = frozenset(("running", "blocked", "paused"))
-INACTIVE_STATES = frozenset(("shutoff", "crashed"))
-POLICIES = ("skip", "cold", "shutdown")
-UNCHECKED_PAIRS = ("auto", "allow", "deny")
-LIVE_FALLBACKS = ("none", "cold")
-VERDICTS = ("ok", "warn", "block")
-_VERDICT_RANK = dict(ok=0, warn=1, block=2)
-
-LIVE = "live"
-COLD = "cold"
-SHUTDOWN = "shutdown"
-
-_PRECHECK_OPTIONS = dict(
-    domain=dict(type="str", required=True),
-    source=dict(type="str", required=True),
-    destination=dict(type="str", required=True),
-    verdict=dict(type="str", required=True, choices=list(VERDICTS)),
-    reasons=dict(type="list", elements="str", default=[]),
-    predicted_seconds=dict(type="float"),
-    predicted_downtime_ms=dict(type="float"),
-    converges=dict(type="bool"),
-    escalation=dict(type="str"),
-)
-
-# The module's options, with defaults (the module adds nothing to them).
-EVACUATION_PLAN_ARGUMENT_SPEC = dict(
-    source=dict(type="str", required=True),
-    hosts=dict(type="dict", required=True),
-    prechecks=dict(type="list", elements="dict", default=[], options=_PRECHECK_OPTIONS),
-    unchecked_pairs=dict(type="str", default="auto", choices=list(UNCHECKED_PAIRS)),
-    exclude=dict(type="list", elements="str", default=[]),
-    memory_overcommit=dict(type="float", default=1.0),
-    vcpu_overcommit=dict(type="float", default=4.0),
-    reserved_memory_mib=dict(type="int", default=0),
-    count_shutoff_domains=dict(type="bool", default=True),
-    do_not_migrate_default=dict(type="str", default="skip", choices=list(POLICIES)),
-    live_fallback=dict(type="str", default="none", choices=list(LIVE_FALLBACKS)),
-    max_parallel_per_source=dict(type="int", default=2),
-    max_parallel_per_destination=dict(type="int", default=1),
-    bandwidth_budget_mib_s=dict(type="float"),
-    assumed_dirty_rate_mib_s=dict(type="float", default=0.0),
-    max_downtime=dict(type="int", default=QEMU_DEFAULT_DOWNTIME_MS),
-    max_downtime_steps=dict(type="list", elements="int", default=[]),
-    auto_converge=dict(type="bool", default=False),
-    postcopy=dict(type="str", default="never", choices=list(POSTCOPY_CHOICES)),
-    timeout=dict(type="int"),
-    timeout_action=dict(type="str", default="abort", choices=list(TIMEOUT_ACTIONS)),
-    setup_seconds=dict(type="float", default=DEFAULT_SETUP_SECONDS),
-    shutdown_seconds=dict(type="float", default=DEFAULT_SHUTDOWN_SECONDS),
-)
-
-
-# --- input validation ----------------------------------------------------------------
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _number(where, key, value, allow_zero=True, optional=False):
-    if value is None and optional:
-        return None
-    if not _is_number(value) or value < 0 or (value == 0 and not allow_zero) or math.isnan(value):
-        want = "a number >= 0" if allow_zero else "a number > 0"
-        raise ParameterError("%s: %s must be %s, not %r" % (where, key, want, value))
-    return value
-
-
-def _bool(where, key, value, default=None):
-    if value is None and default is not None:
-        return default
-    if not isinstance(value, bool):
-        raise ParameterError("%s: %s must be true or false, not %r" % (where, key, value))
-    return value
-
-
-def _text(where, key, value, optional=False):
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ParameterError("%s: %s must be a non-empty string, not %r" % (where, key, value))
-    return value
-
-
-def _mapping(where, value):
-    if not isinstance(value, dict):
-        raise ParameterError("%s must be a dictionary, not %s" % (where, type(value).__name__))
-    return value
-
-
-class PlanOptions(object):
-    """The planning options (the module's parameters other than source, hosts, prechecks)."""
-
-    def __init__(self, **params):
-        merged = dict((k, v.get("default")) for k, v in EVACUATION_PLAN_ARGUMENT_SPEC.items()
-                      if k not in ("source", "hosts", "prechecks"))
-        unknown = sorted(set(params) - set(merged))
-        if unknown:
-            raise ParameterError("unknown planning options: %s" % ", ".join(unknown))
-        merged.update((k, v) for k, v in params.items() if v is not None)
-        where = "options"
-        for key in ("memory_overcommit", "vcpu_overcommit"):
-            _number(where, key, merged[key], allow_zero=False)
-        _number(where, "reserved_memory_mib", merged["reserved_memory_mib"])
-        for key in ("max_parallel_per_source", "max_parallel_per_destination"):
-            value = merged[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ParameterError("%s must be an integer >= 1, not %r" % (key, value))
-        _number(where, "bandwidth_budget_mib_s", merged["bandwidth_budget_mib_s"], allow_zero=False, optional=True)
-        for key in ("assumed_dirty_rate_mib_s", "setup_seconds", "shutdown_seconds"):
-            _number(where, key, merged[key])
-        _number(where, "max_downtime", merged["max_downtime"], allow_zero=False)
-        _number(where, "timeout", merged["timeout"], allow_zero=False, optional=True)
-        steps = merged["max_downtime_steps"] or []
-        for step in steps:
-            if not _is_number(step) or step <= merged["max_downtime"]:
-                raise ParameterError("max_downtime_steps must each be above max_downtime (%s ms), not %r"
-                                     % (merged["max_downtime"], step))
-        for key, choices in (("unchecked_pairs", UNCHECKED_PAIRS), ("do_not_migrate_default", POLICIES),
-                             ("live_fallback", LIVE_FALLBACKS), ("postcopy", POSTCOPY_CHOICES),
-                             ("timeout_action", TIMEOUT_ACTIONS)):
-            if merged[key] not in choices:
-                raise ParameterError("%s must be one of %s, not %r" % (key, ", ".join(choices), merged[key]))
-        exclude = merged["exclude"] or []
-        if not isinstance(exclude, (list, tuple)) or not all(isinstance(h, str) for h in exclude):
-            raise ParameterError("exclude must be a list of host names")
-        for key in ("count_shutoff_domains", "auto_converge"):
-            _bool(where, key, merged[key])
-        self.__dict__.update(merged)
-        self.exclude = frozenset(exclude)
-        self.ladder = Ladder(max_downtime=merged["max_downtime"], max_downtime_steps=steps,
-                             auto_converge=merged["auto_converge"], postcopy=merged["postcopy"],
-                             timeout=merged["timeout"], timeout_action=merged["timeout_action"])
-
-    @classmethod
-    def from_params(cls, params):
-        keys = [k for k in EVACUATION_PLAN_ARGUMENT_SPEC if k not in ("source", "hosts", "prechecks")]
-        return cls(**dict((k, params.get(k)) for k in keys))
-
-
-class SourceDomain(object):
-    """A domain of the source host, validated in full."""
-
-    __slots__ = ("name", "uuid", "state", "persistent", "memory", "vcpus", "dirty_rate", "shared_storage",
-                 "disk_mib", "blockers", "group", "policy")
-
-    @property
-    def active(self):
-        return self.state not in INACTIVE_STATES
-
-    @property
-    def identity(self):
-        return dict(domain=self.name, uuid=self.uuid)
-
-
-def _source_domain(host, index, raw, default_policy):
-    where = "hosts.%s.domains[%d]" % (host, index)
-    _mapping(where, raw)
-    dom = SourceDomain()
-    dom.name = _text(where, "name", raw.get("name"))
-    where = "hosts.%s.domains[%d] (%s)" % (host, index, dom.name)
-    dom.uuid = _text(where, "uuid", raw.get("uuid"), optional=True)
-    dom.state = raw.get("state")
-    if dom.state not in DOMAIN_STATES:
-        raise ParameterError("%s: state must be one of %s, not %r" % (where, ", ".join(DOMAIN_STATES), dom.state))
-    dom.persistent = _bool(where, "persistent", raw.get("persistent"), default=True)
-    dom.memory = _number(where, "memory_mib", raw.get("memory_mib"))
-    dom.vcpus = _number(where, "vcpus", raw.get("vcpus"))
-    dom.dirty_rate = _number(where, "dirty_rate_mib_s", raw.get("dirty_rate_mib_s"), optional=True)
-    dom.shared_storage = _bool(where, "shared_storage", raw.get("shared_storage"), default=True)
-    disk_bytes = raw.get("local_disk_bytes")
-    if disk_bytes is None and not dom.shared_storage:
-        raise ParameterError("%s: local_disk_bytes is required when shared_storage is false" % where)
-    dom.disk_mib = 0.0 if dom.shared_storage else _number(where, "local_disk_bytes", disk_bytes) / float(MIB)
-    blockers = raw.get("blockers")
-    blockers = [] if blockers is None else blockers
-    if not isinstance(blockers, list) or not all(isinstance(b, str) for b in blockers):
-        raise ParameterError("%s: blockers must be a list of strings" % where)
-    dom.blockers = blockers
-    labels = raw.get("labels")
-    labels = _mapping(where + ": labels", {} if labels is None else labels)
-    dom.group = _text(where, "labels.anti_affinity", labels.get("anti_affinity"), optional=True)
-    policy = labels.get("do_not_migrate")
-    if policy is True:
-        policy = default_policy
-    elif policy is False:
-        policy = None
-    if policy is not None and policy not in POLICIES:
-        raise ParameterError("%s: labels.do_not_migrate must be null, true or one of %s, not %r"
-                             % (where, ", ".join(POLICIES), policy))
-    dom.policy = policy
-    return dom
-
-
-def _host_capacity(name, raw, opts):
-    where = "hosts.%s" % name
-    total = _number(where, "memory_total_mib", raw.get("memory_total_mib"))
-    committable = _number(where, "memory_committable_mib", raw.get("memory_committable_mib"))
-    if committable > total:
-        raise ParameterError("%s: memory_committable_mib (%s) exceeds memory_total_mib (%s)"
-                             % (where, committable, total))
-    vcpus = _number(where, "vcpus_total", raw.get("vcpus_total"))
-    return (committable * opts.memory_overcommit - opts.reserved_memory_mib, vcpus * opts.vcpu_overcommit)
-
-
-def _domains(name, raw):
-    domains = raw.get("domains")
-    if domains is None:
-        return []
-    if not isinstance(domains, list):
-        raise ParameterError("hosts.%s: domains must be a list" % name)
-    return domains
-
-
-def _bad_destination_domain(host, index, raw):
-    """Raise ParameterError naming what is wrong with a destination's domain, if anything."""
-    where = "hosts.%s.domains[%d]" % (host, index)
-    _mapping(where, raw)
-    if raw.get("state") not in DOMAIN_STATES:
-        raise ParameterError("%s: state must be one of %s, not %r"
-                             % (where, ", ".join(DOMAIN_STATES), raw.get("state")))
-    _bool(where, "persistent", raw.get("persistent"), default=True)
-    _number(where, "memory_mib", raw.get("memory_mib"))
-    _number(where, "vcpus", raw.get("vcpus"))
-    labels = raw.get("labels")
-    labels = _mapping(where + ": labels", {} if labels is None else labels)
-    _text(where, "labels.anti_affinity", labels.get("anti_affinity"), optional=True)
-
-
-class Destination(object):
-    """A host that may receive domains: its capacity and what it already holds."""
-
-    __slots__ = ("name", "mem_cap", "cpu_cap", "mem_used", "cpu_used", "version")
-
-    def __init__(self, name, mem_cap, cpu_cap, mem_used, cpu_used):
-        self.name = name
-        self.mem_cap = mem_cap
-        self.cpu_cap = cpu_cap
-        self.mem_used = mem_used
-        self.cpu_used = cpu_used
-        self.version = 0
-
-    def score(self):
-        """Share of the scarcer resource still free; the highest is the least loaded."""
-        if self.mem_cap <= 0 or self.cpu_cap <= 0:
-            return -1.0
-        return min((self.mem_cap - self.mem_used) / self.mem_cap, (self.cpu_cap - self.cpu_used) / self.cpu_cap)
-
-
-_STATE_SET = frozenset(DOMAIN_STATES)
-_NUMBER_TYPES = (int, float)
-
-
-def _note_member(members, host, domain):
-    """Remember a member of a group on ``host``: the first by name, whatever the input order."""
-    known = members.get(host)
-    if host not in members or (domain is not None and (known is None or domain < known)):
-        members[host] = domain
-
-
-def _host_usage(name, domains, count_shutoff, wanted_groups, group_hosts):
-    """Memory and vCPUs the domains of one destination use; records members of wanted groups.
-
-    With 200,000 domains in the inventory this loop is most of what a plan costs, so it
-    reads each domain once, keeps to the few fields the plan uses, and checks them with
-    cheap tests; anything malformed raises and the caller finds and names it. Labels are
-    read only when the source has anti-affinity groups.
-    """
-    mem_used = cpu_used = 0
-    states = _STATE_SET
-    inactive = INACTIVE_STATES
-    for dom in domains:
-        state = dom["state"]
-        mem = dom["memory_mib"]
-        cpus = dom["vcpus"]
-        persistent = dom.get("persistent")
-        if state not in states or mem < 0 or cpus < 0 or (persistent is not None and persistent.__class__ is not bool):
-            raise ValueError()
-        if state not in inactive or (count_shutoff and persistent is not False):
-            mem_used += mem
-            cpu_used += cpus
-        if wanted_groups:
-            labels = dom.get("labels")
-            if labels:
-                group = labels.get("anti_affinity")
-                if group is not None and group in wanted_groups:
-                    _note_member(group_hosts[group], name, dom.get("name"))
-    if (mem_used.__class__ not in _NUMBER_TYPES or cpu_used.__class__ not in _NUMBER_TYPES
-            or math.isnan(mem_used) or math.isnan(cpu_used)):
-        raise TypeError()
-    return mem_used, cpu_used
-
-
-def _index_destinations(source, hosts, opts, groups):
-    """Destinations with their used capacity, and where members of ``groups`` already are.
-
-    One pass over every domain of every candidate destination - the only part of a plan
-    that grows with the inventory.
-    """
-    destinations = {}
-    maintenance = []
-    excluded = []
-    group_hosts = dict((g, {}) for g in groups)
-    wanted = frozenset(groups)
-    count_shutoff = opts.count_shutoff_domains
-    mem_ratio = opts.memory_overcommit
-    cpu_ratio = opts.vcpu_overcommit
-    reserved = opts.reserved_memory_mib
-    for name in sorted(hosts):
-        if name == source:
-            continue
-        raw = hosts[name]
-        try:
-            in_maintenance = raw.get("maintenance", False)
-            total = raw["memory_total_mib"]
-            committable = raw["memory_committable_mib"]
-            cpus = raw["vcpus_total"]
-            domains = raw.get("domains")
-            domains = [] if domains is None else domains
-            if (in_maintenance.__class__ is not bool or not isinstance(total, _NUMBER_TYPES)
-                    or not isinstance(committable, _NUMBER_TYPES) or not isinstance(cpus, _NUMBER_TYPES)
-                    or not 0 <= committable <= total or cpus < 0 or domains.__class__ is not list):
-                raise ValueError()
-        except (AttributeError, KeyError, TypeError, ValueError):
-            # The slow checks name what is wrong.
-            where = "hosts.%s" % name
-            _mapping(where, raw)
-            _bool(where, "maintenance", raw.get("maintenance", False))
-            _host_capacity(name, raw, opts)
-            _domains(name, raw)
-            raise ParameterError("%s is malformed" % where) from None
-        if in_maintenance:
-            maintenance.append(name)
-            continue
-        if name in opts.exclude:
-            excluded.append(name)
-            continue
-        mem_used = cpu_used = 0
-        if domains:
-            try:
-                mem_used, cpu_used = _host_usage(name, domains, count_shutoff, wanted, group_hosts)
-            except (AttributeError, KeyError, TypeError, ValueError):
-                for index, dom in enumerate(domains):
-                    _bad_destination_domain(name, index, dom)
-                raise ParameterError("hosts.%s.domains is malformed" % name) from None
-        destinations[name] = Destination(name, committable * mem_ratio - reserved, cpus * cpu_ratio,
-                                         mem_used, cpu_used)
-    return destinations, maintenance, excluded, group_hosts
-
-
-def _index_prechecks(source, prechecks, names):
-    """{domain name: {destination: the worst pre-check of that pair}} for this source."""
-    out = {}
-    if prechecks is None:
-        return out
-    if not isinstance(prechecks, list):
-        raise ParameterError("prechecks must be a list")
-    for index, raw in enumerate(prechecks):
-        where = "prechecks[%d]" % index
-        _mapping(where, raw)
-        for key in ("domain", "source", "destination"):
-            _text(where, key, raw.get(key))
-        verdict = raw.get("verdict")
-        if verdict not in VERDICTS:
-            raise ParameterError("%s: verdict must be one of %s, not %r" % (where, ", ".join(VERDICTS), verdict))
-        reasons = raw.get("reasons") or []
-        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
-            raise ParameterError("%s: reasons must be a list of strings" % where)
-        _number(where, "predicted_seconds", raw.get("predicted_seconds"), optional=True)
-        _number(where, "predicted_downtime_ms", raw.get("predicted_downtime_ms"), optional=True)
-        if raw.get("converges") is not None:
-            _bool(where, "converges", raw.get("converges"))
-        escalation = raw.get("escalation")
-        if escalation is not None and escalation not in LADDER_ORDER:
-            raise ParameterError("%s: escalation must be null or one of %s, not %r"
-                                 % (where, ", ".join(LADDER_ORDER), escalation))
-        if raw["source"] != source:
-            continue  # pre-checks of other hosts' evacuations may come along
-        name = names.get(raw["domain"])
-        if name is None:
-            continue
-        pairs = out.setdefault(name, {})
-        known = pairs.get(raw["destination"])
-        if known is None or _VERDICT_RANK[verdict] > _VERDICT_RANK[known["verdict"]]:
-            pairs[raw["destination"]] = raw
-    return out
-
-
-# --- reasons -------------------------------------------------------------------------
-
-def _names(hosts):
-    listed = ", ".join(hosts[:MAX_NAMES])
-    if len(hosts) > MAX_NAMES:
-        listed += " and %d more" % (len(hosts) - MAX_NAMES)
-    return listed
-
-
-def _count(number, word):
-    return "%d %s%s" % (number, word, "" if number == 1 else "s")
-
-
-class _Refusals(object):
-    """Why destinations were refused for one domain, grouped for a person to read."""
-
-    def __init__(self):
-        self.blocked = []
-        self.unchecked = []
-        self.not_live = []
-        self.affinity = []
-        self.memory = []
-        self.vcpus = []
-        self.full = []
-
-    def lines(self, dom, maintenance, excluded, destinations):
-        out = []
-        for host, reasons in self.blocked[:MAX_NAMES]:
-            out.append("%s: pre-check blocked: %s" % (host, "; ".join(reasons) or "no reason given"))
-        if len(self.blocked) > MAX_NAMES:
-            out.append("%s more blocked by pre-checks" % _count(len(self.blocked) - MAX_NAMES, "destination"))
-        if self.not_live:
-            out.append("pre-check predicts the live migration does not converge, even with the ladder: %s"
-                       % _names(self.not_live))
-        if self.unchecked:
-            out.append("no pre-check for the pair, and unchecked pairs are not allowed (unchecked_pairs): %s"
-                       % _names(self.unchecked))
-        if self.affinity:
-            out.append("anti-affinity group %r already has a member on %s" % (
-                dom.group, ", ".join("%s (%s)" % (h, d) for h, d in self.affinity[:MAX_NAMES])
-                + ("" if len(self.affinity) <= MAX_NAMES else " and %d more" % (len(self.affinity) - MAX_NAMES))))
-        # Destinations come in name order, and max() keeps the first of equals.
-        for items, what, unit in ((self.memory, "memory for %s MiB" % _fmt(dom.memory), "MiB"),
-                                  (self.vcpus, "vCPUs for %s" % _fmt(dom.vcpus), "vCPUs")):
-            if items:
-                host, free = max(items, key=itemgetter(1))
-                out.append("not enough %s on %s (the most free: %s %s on %s): %s" % (
-                    what, _count(len(items), "destination"), _fmt(free), unit, host,
-                    _names([name for name, _free in items])))
-        if self.full:
-            out.append("no capacity at all (after overcommit and reserved memory): %s" % _names(self.full))
-        if maintenance:
-            out.append("in maintenance: %s" % _names(maintenance))
-        if excluded:
-            out.append("excluded: %s" % _names(excluded))
-        if not destinations and not maintenance and not excluded:
-            out.append("the inventory has no other host")
-        return out
-
-
-def _fmt(number):
-    return ("%d" % number) if float(number).is_integer() else ("%.1f" % number)
 
 
 # --- planning ------------------------------------------------------------------------
@@ -586,7 +132,7 @@ class _Planner(object):
                                  if dom.active else "do_not_migrate: cold - shut off, its definition is moved"))
             elif not dom.active:
                 to_place.append((dom, COLD, "shut off: its definition%s is moved"
-                                 % (" and %s MiB of local disks" % _fmt(round(dom.disk_mib)) if dom.disk_mib else "")))
+                                 % (" and %s MiB of local disks" % fmt(round(dom.disk_mib)) if dom.disk_mib else "")))
             elif dom.state not in LIVE_STATES:
                 self._unplaceable(dom, ["state %s cannot be migrated; retry once it is running or shut off"
                                         % dom.state])
@@ -635,7 +181,7 @@ class _Planner(object):
                         exclusive = True
                     else:
                         reason = "live migration predicted not to converge at the whole budget of %s MiB/s: %s" % (
-                            _fmt(self.budget), alone["reason"])
+                            fmt(self.budget), alone["reason"])
                         if not self._fallback_cold(dom, reason, "; auto_converge or postcopy may make it converge"):
                             continue
                         mode, why = COLD, reason + " - moved cold instead (live_fallback=cold)"
@@ -741,7 +287,7 @@ class _Planner(object):
             heapq.heappush(self.cpu_heap, (dest.cpu_used - dest.cpu_cap, dest.name, dest.version))
 
     def explain(self, dom, mode):
-        """Why no destination takes ``dom``, grouped by reason (see _Refusals).
+        """Why no destination takes ``dom``, grouped by reason (see Refusals).
 
         Costs a pass over the destinations, so identical requests are answered once per
         state of the plan: in a full inventory every domain of the same size, group and
@@ -753,7 +299,7 @@ class _Planner(object):
             key = (self.generation, dom.memory, dom.vcpus, self._counts(dom), dom.group, mode)
             if key in self.explained:
                 return self.explained[key]
-        refusals = _Refusals()
+        refusals = Refusals()
         refused = set()
         for name in sorted(pairs):
             if name not in self.destinations:
@@ -947,15 +493,15 @@ class _Planner(object):
             by_mode[LIVE], by_mode[COLD], by_mode[SHUTDOWN], len(result["skipped"]), len(result["unplaceable"]))
         lines.append(head + ".")
         if result["unplaceable"]:
-            lines.append("Unplaceable: %s." % _names([u["domain"] for u in result["unplaceable"]]))
+            lines.append("Unplaceable: %s." % host_names([u["domain"] for u in result["unplaceable"]]))
         if stays_running:
-            lines.append("Skipped by policy and still running on the source: %s." % _names(stays_running))
+            lines.append("Skipped by policy and still running on the source: %s." % host_names(stays_running))
         if moves:
             lines.append("Predicted %s s in total (no faster than %s s: %s MiB over %s MiB/s); %s, at most %d per "
                          "source and %d per destination at a time." % (
-                             _fmt(result["predicted_total_seconds"]), _fmt(result["bound_seconds"]),
-                             _fmt(round(self.sent_mib)), _fmt(self.budget),
-                             _count(len(result["destinations"]), "destination"),
+                             fmt(result["predicted_total_seconds"]), fmt(result["bound_seconds"]),
+                             fmt(round(self.sent_mib)), fmt(self.budget),
+                             counted(len(result["destinations"]), "destination"),
                              self.opts.max_parallel_per_source, self.opts.max_parallel_per_destination))
         escalated = [m for m in moves if m.get("escalation")]
         if escalated:
@@ -968,14 +514,14 @@ class _Planner(object):
             lines.append("Longest live downtime: %d ms (%s)." % (worst["predicted_downtime_ms"], worst["domain"]))
         assumed = []
         if self.budget_assumed:
-            assumed.append("the source's bandwidth was not measured: %s MiB/s assumed" % _fmt(self.budget))
+            assumed.append("the source's bandwidth was not measured: %s MiB/s assumed" % fmt(self.budget))
         unmeasured = sum(1 for m in moves if m["mode"] == LIVE and m["state"] != "paused"
                          and self.by_name[m["domain"]].dirty_rate is None)
         if unmeasured:
             assumed.append("dirty rate not measured for %s: %s MiB/s assumed" % (
-                _count(unmeasured, "domain"), _fmt(self.opts.assumed_dirty_rate_mib_s)))
+                counted(unmeasured, "domain"), fmt(self.opts.assumed_dirty_rate_mib_s)))
         if self.unknown_excluded:
-            assumed.append("exclude names hosts not in the inventory: %s" % _names(self.unknown_excluded))
+            assumed.append("exclude names hosts not in the inventory: %s" % host_names(self.unknown_excluded))
         if assumed:
             lines.append("Note: %s." % "; ".join(assumed))
         return lines
@@ -988,27 +534,3 @@ def plan_evacuation(source, hosts, prechecks=None, options=None):
     """
     opts = options if options is not None else PlanOptions()
     return _Planner(source, hosts, prechecks or [], opts).run()
-
-
-def invocation(params):
-    """What the module echoes as its invocation: its parameters, the bulky facts summarised.
-
-    AnsibleModule echoes every parameter back by default; with a large inventory that is
-    tens of megabytes of host facts copied, scanned for secrets and serialised once more,
-    for nothing.
-    """
-    args = dict(params)
-    hosts = params.get("hosts")
-    if isinstance(hosts, dict):
-        domains = sum(len(h.get("domains") or []) for h in hosts.values() if isinstance(h, dict))
-        args["hosts"] = "(facts of %d hosts with %d domains, not echoed)" % (len(hosts), domains)
-    prechecks = params.get("prechecks")
-    if isinstance(prechecks, list) and len(prechecks) > 20:
-        args["prechecks"] = "(%d pre-check results, not echoed)" % len(prechecks)
-    return dict(module_args=args)
-
-
-def run_evacuation_plan(params):
-    """The module's entry point: its parameters in, its result out."""
-    opts = PlanOptions.from_params(params)
-    return plan_evacuation(params["source"], params["hosts"], params.get("prechecks"), opts)

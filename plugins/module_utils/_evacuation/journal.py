@@ -35,19 +35,21 @@ import re
 import tempfile
 import time
 
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.record import (
+    DONE,
+    FAILED,
+    IN_FLIGHT,
+    MOVED,
+    PENDING,
+    SHUT_DOWN,
+    SKIPPED,
+    STATUSES,
+    MoveRecord,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import VirtopsError
+
 FORMAT = 1
 DEFAULT_DIRECTORY = "/var/lib/virtops-migration/evacuations"
-
-# Per-domain statuses.
-PENDING = "pending"
-IN_FLIGHT = "in_flight"
-MOVED = "moved"
-FAILED = "failed"
-SKIPPED = "skipped"
-SHUT_DOWN = "shut_down"
-STATUSES = (PENDING, IN_FLIGHT, MOVED, FAILED, SKIPPED, SHUT_DOWN)
-# Statuses after which a domain is never touched again by the same evacuation.
-DONE = frozenset((MOVED, SKIPPED, SHUT_DOWN))
 
 # The evacuation's phase and result.
 RUNNING = "running"
@@ -57,12 +59,9 @@ ABORTED = "aborted"
 
 MIB = 1024.0 * 1024.0
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-# Keys of a plan's move that the journal keeps (the planner's RETURN documents them).
-_PLAN_KEYS = ("uuid", "mode", "order", "wave", "exclusive", "memory_mib", "local_disk_mib", "state",
-              "predicted_seconds", "predicted_downtime_ms", "escalation", "bandwidth_mib_s")
 
 
-class JournalError(Exception):
+class JournalError(VirtopsError):
     """The journal cannot be read, written or locked; the message says why."""
 
 
@@ -78,40 +77,15 @@ def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def new_record(name, move):
-    """A domain's journal entry for a plan ``move`` (or a skipped domain, when mode is None)."""
-    record = dict(
-        domain=name,
-        status=PENDING,
-        planned_destination=move.get("destination"),
-        destination=move.get("destination"),
-        attempts=0,
-        history=[],
-        started_at=None,
-        finished_at=None,
-        seconds=None,
-        downtime_ms=None,
-        total_ms=None,
-        bytes_sent=None,
-        memory_bytes=None,
-        average_mib_s=None,
-        escalations=[],
-        completed_by=None,
-        operation=None,
-        error=None,
-        notes=[],
-        progress=None,
-    )
-    for key in _PLAN_KEYS:
-        record[key] = move.get(key)
-    return record
-
-
 class Journal(object):
     """The journal's data (a dict that is written as JSON) and the operations on it."""
 
     def __init__(self, data):
         self.data = data
+        # Every entry is a MoveRecord, also those read back from JSON.
+        for name, record in list(data.get("domains", {}).items()):
+            if not isinstance(record, MoveRecord):
+                data["domains"][name] = MoveRecord(record)
 
     @classmethod
     def new(cls, evacuation_id, source):
@@ -173,19 +147,13 @@ class Journal(object):
         name = move["domain"]
         record = self.record(name)
         if record is None:
-            record = self.domains[name] = new_record(name, move)
+            record = self.domains[name] = MoveRecord.from_plan(name, move)
             return record, "new"
         if record["status"] in DONE:
             return record, "done"
         if record["status"] == IN_FLIGHT:
             return record, "in_flight"
-        for key in _PLAN_KEYS:
-            if move.get(key) is not None:
-                record[key] = move.get(key)
-        record["planned_destination"] = move.get("destination")
-        record["destination"] = move.get("destination")
-        record["status"] = PENDING
-        record["error"] = None
+        record.replan(move)
         return record, "replanned"
 
     def merge_skipped(self, skipped):
@@ -193,10 +161,7 @@ class Journal(object):
         record = self.record(name)
         if record is not None and record["status"] != PENDING:
             return record
-        record = self.domains[name] = new_record(name, dict(uuid=skipped.get("uuid"), state=skipped.get("state")))
-        record["status"] = SKIPPED
-        record["mode"] = None
-        record["notes"].append(skipped.get("reason") or "skipped by its do_not_migrate policy")
+        record = self.domains[name] = MoveRecord.skipped_by_policy(skipped)
         return record
 
     # --- runs, abort, result ---------------------------------------------------------

@@ -19,32 +19,28 @@ from __future__ import annotations
 import socket
 import xml.etree.ElementTree as ET
 
-from ansible_collections.virtops.migration.plugins.module_utils._errors import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     HypervisorUnreachable,
     LibvirtError,
     ParameterError,
     call,
     lookup,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import (
     libvirt,
     silence_default_error_handler,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._uri import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import (
     DEFAULT_TRANSPORT,
     LOCAL_URI,
-    TRANSPORT_PORTS,
     destination_uri,
     parse_uri,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._options import CONNECTION, argument_spec
 
 # The common connection options, merged into every module's argument spec and
 # documented once in the virtops.migration.connection doc fragment.
-CONNECTION_ARGUMENT_SPEC = dict(
-    uri=dict(type="str", default=LOCAL_URI),
-    transport=dict(type="str", default=DEFAULT_TRANSPORT, choices=sorted(TRANSPORT_PORTS)),
-    connect_timeout=dict(type="int", default=10),
-)
+CONNECTION_ARGUMENT_SPEC = argument_spec(CONNECTION)
 
 
 class ConnectionSettings(object):
@@ -166,8 +162,8 @@ class Hypervisor(object):
         if pool is None:
             return None
         try:
-            if pool.isActive():
-                pool.refresh(0)
+            if call("reading whether pool %s is active" % pool.name(), pool.isActive):
+                call("rescanning pool %s on %s" % (pool.name(), self.name), pool.refresh, 0)
         except LibvirtError:
             # A pool that cannot be rescanned now is judged as it is listed; the migration reports the rest.
             pass

@@ -14,7 +14,7 @@ that says what was being done; lookup() turns "no such object" into None.
 
 from __future__ import annotations
 
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt import libvirt
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import libvirt
 
 
 class VirtopsError(Exception):
@@ -32,6 +32,10 @@ class VirtopsError(Exception):
 
 class ParameterError(VirtopsError):
     """Bad input, found before anything was changed."""
+
+
+class PlanningError(VirtopsError):
+    """The planner reached a state it cannot resolve: a bug, reported as an error instead of a traceback."""
 
 
 class HypervisorUnreachable(VirtopsError):

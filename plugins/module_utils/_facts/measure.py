@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import time
 
-from ansible_collections.virtops.migration.plugins.module_utils._errors import LibvirtError, NotFound, VirtopsError, call
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt import constant
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import LibvirtError, NotFound, VirtopsError, call
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import constant
 
 MIB = 1024.0 * 1024.0
 

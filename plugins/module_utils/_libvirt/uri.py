@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ansible_collections.virtops.migration.plugins.module_utils._errors import ParameterError
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 
 # Transports a remote libvirt URI may use, and libvirtd's default port for each.
 TRANSPORT_PORTS = {

@@ -1,0 +1,307 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to the virtops.migration collection. This is not a public API: it may change
+# or disappear in any release, and other collections must not import it.
+"""The evacuation's executor on libvirt: moves run the migrate engine, each in a thread of its own.
+
+The source is the local libvirt (``uri``), destinations are reached by name. Each move opens
+its own connections, so each migration climbs its own escalation ladder.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.executor import (
+    AdoptedHandle,
+    Executor,
+    MoveHandle,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.request import ACTIVE_STATES
+from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import (
+    domain_metadata,
+    parse_policy,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import constant
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import open_hypervisor
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import (
+    PAUSED,
+    PAUSED_POSTCOPY,
+    RUNNING,
+    RUNNING_POSTCOPY,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
+    LibvirtError,
+    MigrationFailed,
+    NotFound,
+    OperationInvalid,
+    VirtopsError,
+    call,
+    lookup,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.jobstats import JobSnapshot
+from ansible_collections.virtops.migration.plugins.module_utils._migration.request import MigrationRequest
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain_ops import (
+    persist_where_it_runs,
+    shut_down,
+    start,
+    state_of,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._migration.task import MigrateTask
+from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import (
+    COLD,
+    SHUTDOWN,
+)
+
+
+MIB = 1024 * 1024
+
+
+class LibvirtExecutor(Executor):
+    """Runs moves against libvirt: the source is local (``uri``), destinations by name."""
+
+    def __init__(self, request, settings):
+        self.request = request
+        self.settings = settings
+        self.source = open_hypervisor(settings.uri, settings.connect_timeout)
+        self.destinations = {}
+
+    def close(self):
+        self.source.close()
+        for hypervisor in self.destinations.values():
+            if hypervisor is not None:
+                hypervisor.close()
+
+    def _destination(self, host):
+        """The main thread's connection to ``host`` (None when it cannot be reached now)."""
+        if self.destinations.get(host) is None:
+            try:
+                self.destinations[host] = open_hypervisor(self.settings.remote(host), self.settings.connect_timeout)
+            except VirtopsError:
+                return None
+        return self.destinations[host]
+
+    def _source_domain(self, record):
+        return self.source.domain(record.get("uuid") or record["domain"])
+
+    # --- where things are --------------------------------------------------------------
+
+    def locate(self, record):
+        out = dict(source=None, destination=None, job=False)
+        dom = self._source_domain(record)
+        state = state_of(dom, self.source.name) if dom is not None else None
+        if state is not None:
+            out["source"] = dict(active=state.active, state=state.state_name, persistent=state.persistent,
+                                 postcopy_failed=state.postcopy_failed)
+            out["job"] = self._job(dom) is not None
+        host = record.get("destination")
+        if host:
+            dest = self._destination(host)
+            if dest is not None:
+                ddom = dest.domain(record.get("uuid") or record["domain"])
+                dstate = state_of(ddom, host) if ddom is not None else None
+                if dstate is not None:
+                    out["destination"] = dict(active=dstate.active, state=dstate.state_name,
+                                              persistent=dstate.persistent, postcopy_failed=dstate.postcopy_failed)
+        return out
+
+    def _job(self, dom):
+        try:
+            snap = JobSnapshot(call("reading the job statistics", dom.jobStats, 0))
+        except (NotFound, OperationInvalid):
+            return None
+        return snap if snap.active else None
+
+    def job_active(self, record):
+        dom = self._source_domain(record)
+        return dom is not None and self._job(dom) is not None
+
+    def completed_stats(self, record):
+        dest = self._destination(record.get("destination"))
+        if dest is None:
+            return None
+        dom = dest.domain(record.get("uuid") or record["domain"])
+        if dom is None:
+            return None
+        stats = lookup("reading the completed job statistics", dom.jobStats,
+                       constant("VIR_DOMAIN_JOB_STATS_COMPLETED", 1))
+        if not stats:
+            return None
+        snap = JobSnapshot(stats)
+        return dict(downtime_ms=snap.downtime, total_ms=snap.time_elapsed, bytes_sent=snap.data_processed,
+                    memory_bytes=snap.memory_total)
+
+    # --- moves -------------------------------------------------------------------------
+
+    def start(self, record, destination):
+        handle = MoveHandle(record, destination, record["mode"])
+        target = self._shutdown if record["mode"] == SHUTDOWN else self._migrate
+        handle.thread = threading.Thread(target=target, args=(handle,), name="evacuate-%s" % record["domain"])
+        handle.thread.daemon = True
+        handle.thread.start()
+        return handle
+
+    def adopt(self, record, timeout):
+        return AdoptedHandle(record, self, time.monotonic() + timeout)
+
+    def _migrate(self, handle):
+        src = dst = None
+        try:
+            record = handle.record
+            dest_uri = self.settings.remote(handle.destination)
+            request = MigrationRequest.from_params(self.request.migrate_params(record, handle.destination), dest_uri)
+            src = open_hypervisor(self.settings.uri, self.settings.connect_timeout)
+            dst = open_hypervisor(dest_uri, self.settings.connect_timeout)
+            handle.result = MigrateTask(request, src, dst, False, handle.warn).run()
+        except VirtopsError as err:
+            handle.error = err
+        finally:
+            for hypervisor in (dst, src):
+                if hypervisor is not None:
+                    hypervisor.close()
+            handle.done = True
+
+    def _shutdown(self, handle):
+        src = None
+        try:
+            record = handle.record
+            src = open_hypervisor(self.settings.uri, self.settings.connect_timeout)
+            dom = src.domain(record.get("uuid") or record["domain"])
+            state = state_of(dom, src.name) if dom is not None else None
+            if state is None or not state.active:
+                handle.result = dict(how="already shut off")
+                return
+            how = shut_down(dom, src.name, record["domain"], self.request.params["shutdown_timeout"],
+                            self.request.params["force"])
+            if how is None:
+                raise MigrationFailed("%s did not shut down within %d s (shutdown_timeout); it still runs on the source "
+                                      "(set force=true to power it off)" % (record["domain"],
+                                                                            self.request.params["shutdown_timeout"]))
+            handle.result = dict(how=how)
+        except VirtopsError as err:
+            handle.error = err
+        finally:
+            if src is not None:
+                src.close()
+            handle.done = True
+
+    def progress(self, handle):
+        dom = self._source_domain(handle.record)
+        if dom is None:
+            return None
+        try:
+            snap = self._job(dom)
+        except LibvirtError:
+            return None
+        if snap is None:
+            return None
+        total = snap.data_total or 0
+        remaining = snap.remaining or 0
+        percent = None
+        if total:
+            percent = max(0, min(99, int(100.0 * (total - remaining) / total)))
+        return dict(processed_bytes=snap.data_processed or 0, remaining_bytes=remaining, percent=percent,
+                    iteration=snap.iteration, mib_s=round((snap.memory_bps or 0) / float(MIB), 1),
+                    elapsed_ms=snap.time_elapsed)
+
+    def abort(self, handle):
+        """Abort a pre-copy migration; say why not when it must finish instead."""
+        if handle.mode == COLD:
+            return "cold"
+        if handle.mode == SHUTDOWN:
+            return "shutdown"
+        dom = self._source_domain(handle.record)
+        if dom is None:
+            return "gone"
+        state = state_of(dom, self.source.name)
+        if state is not None and ((state.state == PAUSED and state.reason == PAUSED_POSTCOPY)
+                                  or (state.state == RUNNING and state.reason == RUNNING_POSTCOPY)):
+            return "postcopy"
+        try:
+            call("aborting the migration of %s" % handle.record["domain"], dom.abortJob)
+        except (NotFound, OperationInvalid):
+            return "no_job"
+        except LibvirtError as err:
+            if "post-copy" in (err.libvirt_message or "") or "postcopy" in (err.libvirt_message or ""):
+                return "postcopy"
+            return "refused"
+        return "requested"
+
+    def ensure_running(self, record, handle):
+        """After a failure: a domain that ran before is never left shut off."""
+        if record.get("state") not in ACTIVE_STATES:
+            return []
+        where = self.locate(record)
+        src, dst = where["source"], where["destination"]
+        notes = []
+        if (src and src.get("postcopy_failed")) or (dst and dst.get("postcopy_failed")):
+            notes.append("post-copy failed: the guest is paused on both hosts until the migration is resumed (re-run "
+                         "the evacuation)")
+        elif src is not None and not src["active"] and (dst is None or not dst["active"]):
+            notes += self.start_on(record, None)
+        elif src is None and dst is not None and not dst["active"]:
+            notes += self.start_on(record, record.get("destination"))
+        return notes
+
+    def persist_on(self, record, host):
+        """Define the transient domain running on ``host`` there; None, or what went wrong."""
+        hypervisor = self._destination(host)
+        if hypervisor is None:
+            return "%s is unreachable" % host
+        dom = hypervisor.domain(record.get("uuid") or record["domain"])
+        if dom is None:
+            return "%s no longer holds it" % host
+        try:
+            persist_where_it_runs(hypervisor, dom)
+        except LibvirtError as err:
+            return err.msg
+        return None
+
+    def start_on(self, record, host):
+        """Start a domain that ran before the evacuation, on ``host`` (None: the source)."""
+        hypervisor = self.source if host is None else self._destination(host)
+        where = "the source" if host is None else host
+        if hypervisor is None:
+            return ["could not start it on %s: unreachable" % where]
+        dom = hypervisor.domain(record.get("uuid") or record["domain"])
+        if dom is None:
+            return ["could not start it on %s: not defined there" % where]
+        try:
+            start(dom, record["domain"], where)
+        except LibvirtError as err:
+            return ["could not start it on %s: %s" % (where, err.msg)]
+        return ["started it on %s (it ran before the evacuation)" % where]
+
+    def can_take(self, record, host, committed_mib):
+        dest = self._destination(host)
+        if dest is None:
+            return False, "unreachable"
+        free = lookup("reading the free memory of %s" % host, dest.conn.getFreeMemory)
+        need = ((record.get("memory_mib") or 0) + committed_mib) * MIB
+        if free is not None and free < need:
+            return False, "%d MiB free, %d MiB needed" % (free // MIB, need // MIB)
+        try:
+            group = self._group(self._source_domain(record))
+            if group:
+                for dom in call("listing the domains of %s" % host, dest.conn.listAllDomains, 0):
+                    if self._group(dom) == group:
+                        return False, "anti-affinity group %r already has %s there" % (group, dom.name())
+        except LibvirtError as err:
+            # A group that cannot be read is not "no group": the host is not used rather than risk it.
+            return False, "its anti-affinity could not be checked there: %s" % err.msg
+        return True, None
+
+    @staticmethod
+    def _group(dom):
+        """The anti-affinity group of ``dom``; None when it has none (or is gone). Other libvirt errors raise."""
+        if dom is None:
+            return None
+        try:
+            metadata = domain_metadata(dom)
+        except NotFound:
+            return None
+        return parse_policy(metadata).get("anti_affinity")

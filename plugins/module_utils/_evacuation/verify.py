@@ -1,0 +1,178 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to the virtops.migration collection. This is not a public API: it may change
+# or disappear in any release, and other collections must not import it.
+"""After an evacuation and around a restore: where each domain is, judged from host facts.
+
+Plain Python on the control node (no libvirt): the facts are the host_info results of
+every hypervisor, by inventory name, read again after the moves, so the verdicts do not
+depend on what the moves themselves reported.
+
+- evacuation_problems(): every domain the evacuation moved runs where it went (when it ran)
+  and is persistent there, and no longer is on the source; one it shut down is off;
+- restore_plan(): which evacuated domain comes back from which host, which to start again;
+- restore_problems(): every domain is back on the host, active, and nowhere else.
+
+Entry points of the evacuation_verify and restore_plan modules.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.record import FAILED, MOVED, SHUT_DOWN
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.request import ACTIVE_STATES
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
+from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
+from ansible_collections.virtops.migration.plugins.module_utils._options import FACTS, SOURCE, argument_spec
+
+SHUTOFF = "shutoff"
+
+
+def _domains_on(facts, host):
+    return (facts.get(host) or {}).get("domains") or []
+
+
+def _named(facts, host, name):
+    return [dom for dom in _domains_on(facts, host) if dom.get("name") == name]
+
+
+def _holds(dom):
+    """Whether a host still holds the domain: active there, or defined (a transient shut-off one is gone)."""
+    return dom.get("state") != SHUTOFF or bool(dom.get("persistent"))
+
+
+def evacuation_problems(source, records, facts):
+    """What is not where the evacuation's journal ``records`` say, by the ``facts`` read afterwards."""
+    problems = []
+    here = [dom.get("name") for dom in _domains_on(facts, source)]
+    for rec in records:
+        name = rec["domain"]
+        if rec["status"] == MOVED:
+            if name in here:
+                problems.append("%s is still defined on %s" % (name, source))
+            there = _named(facts, rec.get("destination"), name)
+            if not there:
+                problems.append("%s is not on %s" % (name, rec.get("destination")))
+            elif rec.get("state") in ACTIVE_STATES and there[0].get("state") not in ACTIVE_STATES:
+                problems.append("%s is %s on %s" % (name, there[0].get("state"), rec.get("destination")))
+            elif not there[0].get("persistent"):
+                problems.append("%s is not persistent on %s" % (name, rec.get("destination")))
+        elif rec["status"] == SHUT_DOWN:
+            mine = _named(facts, source, name)
+            if mine and mine[0].get("state") != SHUTOFF:
+                problems.append("%s still runs here" % name)
+    return problems
+
+
+def restore_plan(host, journal, facts):
+    """What to do to bring back to ``host`` what its evacuation (``journal``, or None) moved away.
+
+    Returns ``moves`` (``domain``, ``from``, ``state``: each moved domain found on exactly one
+    other host), ``starts`` (domains shut down in place and still off here) and ``problems``.
+    """
+    moves, starts, problems = [], [], []
+    records = sorted(((journal or {}).get("domains") or {}).values(), key=lambda rec: rec["domain"])
+    for rec in records:
+        name = rec["domain"]
+        found = [(where, dom) for where in facts for dom in _named(facts, where, name) if _holds(dom)]
+        if rec["status"] == MOVED:
+            elsewhere = [(where, dom) for where, dom in found if where != host]
+            if len(elsewhere) == 1:
+                moves.append({"domain": name, "from": elsewhere[0][0], "state": elsewhere[0][1].get("state")})
+            elif len(elsewhere) > 1:
+                problems.append("%s is on several hosts: %s" % (name, ", ".join(where for where, _dom in elsewhere)))
+            elif not found:
+                problems.append("%s was not found on any hypervisor" % name)
+        elif rec["status"] == SHUT_DOWN:
+            here = [dom for where, dom in found if where == host]
+            if here and here[0].get("state") == SHUTOFF:
+                starts.append(name)
+    return dict(moves=moves, starts=starts, problems=problems)
+
+
+def restore_problems(host, plan, facts, moved=(), started=()):
+    """What did not come back: the plan's problems, failed attempts, and where each domain is now.
+
+    ``moved`` and ``started`` are the registered results of the tasks that moved the domains
+    back and started them (each with its ``item``).
+    """
+    problems = list(plan.get("problems") or [])
+    for run in moved:
+        if run.get("failed"):
+            problems.append("%s: %s" % (run["item"]["domain"], run.get("msg", "failed")))
+    for run in started:
+        if run.get("rc", 1) != 0:
+            problems.append("%s: %s" % (run["item"], run.get("stderr", "not started")))
+    names = [move["domain"] for move in plan.get("moves") or []] + list(plan.get("starts") or [])
+    for name in names:
+        for where in facts:
+            doms = _named(facts, where, name)
+            if where == host and not doms:
+                problems.append("%s is not on %s" % (name, where))
+            elif where == host and doms[0].get("state") == SHUTOFF:
+                problems.append("%s is shut off on %s" % (name, where))
+            elif where != host and doms and _holds(doms[0]):
+                problems.append("%s is still on %s (%s)" % (name, where, doms[0].get("state")))
+    return problems
+
+
+# --- the modules ----------------------------------------------------------------------
+
+def _check_facts(params):
+    facts = params["hosts"]
+    for host, item in facts.items():
+        if not isinstance(item, dict) or not isinstance(item.get("domains") or [], list):
+            raise ParameterError("hosts.%s must be the host_info facts of that host (with a list of domains)" % host)
+    return facts
+
+
+def failures(records):
+    """One line per domain the evacuation failed to move, with its error."""
+    return ["%s failed: %s." % (rec["domain"], rec.get("error")) for rec in records if rec["status"] == FAILED]
+
+
+def run_evacuation_verify(module):
+    params = module.params
+    facts = _check_facts(params)
+    source = params["source"]
+    if params["evacuation"] is not None:
+        if source not in facts:
+            raise ParameterError("no facts of %s, the host evacuated: it cannot be verified" % source)
+        records = params["evacuation"].get("domains") or []
+        return dict(changed=False, problems=evacuation_problems(source, records, facts), failed=failures(records))
+    problems = restore_problems(source, params["restore"], facts, params["moved"] or [], params["started"] or [])
+    return dict(changed=False, problems=problems, failed=[])
+
+
+def run_restore_plan(module):
+    params = module.params
+    out = restore_plan(params["source"], params["journal"], _check_facts(params))
+    out["changed"] = False
+    return out
+
+
+# The evacuation_verify module: after an evacuation (its result) or a restore (the restore plan and
+# what the moves back and the starts registered).
+EVACUATION_VERIFY_ARGUMENT_SPEC = argument_spec(
+    SOURCE["source"].but(required=True), FACTS,
+    evacuation=dict(type="dict"),
+    restore=dict(type="dict"),
+    moved=dict(type="list", elements="dict"),
+    started=dict(type="list", elements="dict"),
+)
+EVACUATION_VERIFY_RULES = dict(
+    required_one_of=[("evacuation", "restore")],
+    mutually_exclusive=[("evacuation", "restore")],
+    required_by=dict(moved="restore", started="restore"),
+)
+RESTORE_PLAN_ARGUMENT_SPEC = argument_spec(
+    SOURCE["source"].but(required=True), FACTS,
+    journal=dict(type="dict"),
+)
+
+# Both run on the control node from facts already read: no connection, no libvirt.
+EVACUATION_VERIFY_MODULE = EntryPoint(run_evacuation_verify, EVACUATION_VERIFY_ARGUMENT_SPEC, connection=False,
+                                      **EVACUATION_VERIFY_RULES)
+RESTORE_PLAN_MODULE = EntryPoint(run_restore_plan, RESTORE_PLAN_ARGUMENT_SPEC, connection=False)

@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to the virtops.migration collection. This is not a public API: it may change
+# or disappear in any release, and other collections must not import it.
+"""The entry point of virtops.migration.evacuation_plan: its parameters in, the plan out."""
+
+from __future__ import annotations
+
+from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
+from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import EVACUATION_PLAN_ARGUMENT_SPEC, PlanOptions, focus
+from ansible_collections.virtops.migration.plugins.module_utils._planning.placement import plan_evacuation
+
+
+def invocation(params):
+    """What the module echoes as its invocation: its parameters, the bulky facts summarised.
+
+    AnsibleModule echoes every parameter back by default; with a large inventory that is
+    tens of megabytes of host facts copied, scanned for secrets and serialised once more,
+    for nothing.
+    """
+    args = dict(params)
+    hosts = params.get("hosts")
+    if isinstance(hosts, dict):
+        domains = sum(len(h.get("domains") or []) for h in hosts.values() if isinstance(h, dict))
+        args["hosts"] = "(facts of %d hosts with %d domains, not echoed)" % (len(hosts), domains)
+    prechecks = params.get("prechecks")
+    if isinstance(prechecks, list) and len(prechecks) > 20:
+        args["prechecks"] = "(%d pre-check results, not echoed)" % len(prechecks)
+    return dict(module_args=args)
+
+
+def run_evacuation_plan(params):
+    """The module's entry point: its parameters in, its result out."""
+    opts = PlanOptions.from_params(params)
+    hosts = focus(params["hosts"], params["source"], params.get("domains"), params.get("dirty_rates"),
+                  params.get("source_bandwidth_mib_s"))
+    return plan_evacuation(params["source"], hosts, params.get("prechecks"), opts)
+
+
+def _run_module(module):
+    return run_evacuation_plan(module.params)
+
+
+# The evacuation_plan module: it only plans, on the control node, so it opens no connection and
+# needs no libvirt; it echoes a summary of its bulky input instead of all of it.
+EVACUATION_PLAN_MODULE = EntryPoint(_run_module, EVACUATION_PLAN_ARGUMENT_SPEC, connection=False,
+                                    invocation=invocation)

@@ -1,0 +1,91 @@
+"""Where domains are after an evacuation and around a restore: the decisions the playbooks used to make in Jinja."""
+
+import pytest
+
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.verify import (
+    evacuation_problems,
+    restore_plan,
+    restore_problems,
+)
+
+
+def dom(name, state="running", persistent=True):
+    return dict(name=name, state=state, persistent=persistent)
+
+
+def facts(**hosts):
+    return dict((host, dict(domains=list(domains))) for host, domains in hosts.items())
+
+
+def rec(name, status, destination=None, state="running"):
+    return dict(domain=name, status=status, destination=destination, state=state)
+
+
+# --- after an evacuation ---------------------------------------------------------------
+
+def test_a_clean_evacuation_has_no_problems():
+    after = facts(hv1=[dom("keep", "running")], hv2=[dom("a")], hv3=[dom("b", "shutoff")])
+    records = [rec("a", "moved", "hv2"), rec("b", "moved", "hv3", state="shutoff"), rec("keep", "skipped")]
+    assert evacuation_problems("hv1", records, after) == []
+
+
+@pytest.mark.parametrize("after, record, problems", [
+    # still defined on the source (whatever its state), and also fine on the destination
+    (facts(hv1=[dom("a", "shutoff")], hv2=[dom("a")]), rec("a", "moved", "hv2"), ["a is still defined on hv1"]),
+    (facts(hv1=[], hv2=[]), rec("a", "moved", "hv2"), ["a is not on hv2"]),
+    # a destination without facts holds nothing
+    (facts(hv1=[]), rec("a", "moved", "hv9"), ["a is not on hv9"]),
+    (facts(hv1=[], hv2=[dom("a", "shutoff")]), rec("a", "moved", "hv2"), ["a is shutoff on hv2"]),
+    # a shut-off domain moved cold may arrive shut off, but must be persistent
+    (facts(hv1=[], hv2=[dom("a", "shutoff")]), rec("a", "moved", "hv2", state="shutoff"), []),
+    (facts(hv1=[], hv2=[dom("a", persistent=False)]), rec("a", "moved", "hv2"), ["a is not persistent on hv2"]),
+    (facts(hv1=[dom("s", "running")]), rec("s", "shut_down"), ["s still runs here"]),
+    (facts(hv1=[dom("s", "shutoff")]), rec("s", "shut_down"), []),
+    (facts(hv1=[]), rec("s", "shut_down"), []),
+    (facts(hv1=[dom("f")]), rec("f", "failed", "hv2"), []),
+])
+def test_evacuation_problems(after, record, problems):
+    assert evacuation_problems("hv1", [record], after) == problems
+
+
+# --- restore ---------------------------------------------------------------------------
+
+def journal(*records):
+    return dict(domains=dict((r["domain"], r) for r in records))
+
+
+def test_restore_plan_moves_back_from_the_one_host_that_holds_it():
+    now = facts(hv1=[dom("s", "shutoff"), dom("t", "shutoff", persistent=False)],
+                hv2=[dom("b"), dom("c"), dom("gone", "shutoff", persistent=False)],
+                hv3=[dom("a", "paused"), dom("c", "shutoff")])
+    plan = restore_plan("hv1", journal(rec("c", "moved"), rec("a", "moved"), rec("b", "moved"), rec("gone", "moved"),
+                                       rec("s", "shut_down"), rec("t", "shut_down"), rec("x", "failed")), now)
+    assert plan["moves"] == [dict(domain="a", **{"from": "hv3", "state": "paused"}),
+                             dict(domain="b", **{"from": "hv2", "state": "running"})]
+    assert plan["starts"] == ["s"]
+    assert plan["problems"] == ["c is on several hosts: hv2, hv3", "gone was not found on any hypervisor"]
+
+
+def test_restore_plan_of_a_domain_already_back_does_nothing():
+    assert restore_plan("hv1", journal(rec("a", "moved")), facts(hv1=[dom("a")], hv2=[])) == dict(
+        moves=[], starts=[], problems=[])
+    assert restore_plan("hv1", None, facts(hv1=[])) == dict(moves=[], starts=[], problems=[])
+
+
+def test_restore_problems():
+    plan = dict(moves=[dict(domain="a"), dict(domain="b"), dict(domain="c")], starts=["s"], problems=["x: lost"])
+    now = facts(hv1=[dom("a"), dom("b", "shutoff"), dom("s")], hv2=[dom("a", "shutoff", persistent=False)],
+                hv3=[dom("c")])
+    moved = [dict(item=dict(domain="a"), failed=False), dict(item=dict(domain="c"), failed=True, msg="refused"),
+             dict(item=dict(domain="b"), failed=True)]
+    started = [dict(item="s", rc=0), dict(item="u", rc=1, stderr="no such domain"), dict(item="v")]
+    assert restore_problems("hv1", plan, now, moved, started) == [
+        "x: lost", "c: refused", "b: failed", "u: no such domain", "v: not started",
+        "b is shut off on hv1", "c is not on hv1", "c is still on hv3 (running)"]
+    assert restore_problems("hv1", dict(moves=[dict(domain="a")]), facts(hv1=[dom("a")], hv2=[])) == []
+
+
+def test_failures_name_each_failed_domain_with_its_error():
+    from ansible_collections.virtops.migration.plugins.module_utils._evacuation.verify import failures
+    records = [dict(rec("a", "moved", "hv2"), error=None), dict(rec("b", "failed", "hv2"), error="refused")]
+    assert failures(records) == ["b failed: refused."]
