@@ -11,10 +11,11 @@ LABCTL := lab/labctl
 INVENTORY := inventories/lab/hosts.yml
 # Control-node packages from Debian: the lab (debootstrap, nspawn, iproute2/tc, QEMU
 # for the accelerator probe), the guest image (busybox, gcc for its workload) and
-# the virtual environment (libvirt-python compiles against libvirt-dev).
+# the virtual environment (libvirt-python compiles against libvirt-dev), the
+# lab's package mirror (apt-cacher-ng, run by the lab, never as a system service).
 DEB_PACKAGES := debootstrap systemd-container iproute2 openssh-client busybox-static \
 	qemu-system-x86 qemu-utils iperf3 gcc libc6-dev pkg-config libvirt-dev \
-	python3 python3-dev python3-venv git rsync
+	python3 python3-dev python3-venv git rsync apt-cacher-ng
 
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.tmp/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg

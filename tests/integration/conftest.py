@@ -143,8 +143,11 @@ def lab_leftovers():
                 argv = handle.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "systemd-nspawn" in argv and "virtops-lab" in argv:
+        if ("systemd-nspawn" in argv or "apt-cacher-ng" in argv) and "virtops-lab" in argv:
             found.append("process %s: %s" % (pid, argv[:120]))
+    for hierarchy in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"):
+        if os.path.isdir(hierarchy):
+            found += ["cgroup %s/%s" % (hierarchy, name) for name in os.listdir(hierarchy) if name.startswith("vo-")]
     if os.path.exists(STATE_DIR):
         found.append("directory " + STATE_DIR)
     return found
