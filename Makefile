@@ -10,12 +10,13 @@ BIN := $(VENV)/bin
 LABCTL := lab/labctl
 INVENTORY := inventories/lab/hosts.yml
 # Control-node packages from Debian, each with its reason in README.md ("What the set-up
-# installs"): the lab (debootstrap, nspawn, iproute2/tc, QEMU for the accelerator probe),
-# the guest image (busybox, gcc for its workload), the virtual environment (libvirt-python
+# installs"): the lab (debootstrap, nspawn, iproute2/tc, QEMU for the accelerator probe,
+# apt-cacher-ng for its package mirror, run by the lab, never as a system service), the
+# guest image (busybox, gcc for its workload), the virtual environment (libvirt-python
 # compiles against libvirt-dev) and the checks (git for ansible-test, shellcheck).
 DEB_PACKAGES := debootstrap systemd-container iproute2 openssh-client busybox-static \
 	qemu-system-x86 qemu-utils iperf3 gcc libc6-dev pkg-config libvirt-dev \
-	python3 python3-dev python3-venv git shellcheck
+	python3 python3-dev python3-venv git shellcheck apt-cacher-ng
 
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.tmp/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg

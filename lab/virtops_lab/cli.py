@@ -8,7 +8,7 @@ import socket
 import sys
 import time
 
-from . import config, guests, hosts, images, network
+from . import config, guests, hosts, images, mirror, network
 from .util import LabError, log, pid_alive, wait_until, write_file
 
 REQUIRED_COMMANDS = ("debootstrap", "systemd-nspawn", "ip", "tc", "nsenter", "ssh", "ssh-keygen", "gcc",
@@ -32,6 +32,10 @@ def is_up():
     return bool(state.get("up")) and len(_running_hosts(state)) == len(config.HOSTS)
 
 
+def _hypervisor_kind(args):
+    return "installed" if getattr(args, "installed", False) else "stock"
+
+
 def _init_pid(name):
     config.host(name)
     info = _running_hosts(hosts.load_state()).get(name)
@@ -44,20 +48,24 @@ def in_host(name, argv, **kwargs):
     return hosts.nsenter(_init_pid(name), argv, **kwargs)
 
 
-def cmd_up(_args):
+def cmd_up(args):
+    kind = _hypervisor_kind(args)
     if is_up():
-        log("the lab is already up")
-        _print_status()
-        return 0
+        running_kind = hosts.load_state().get("hypervisor_root", "stock")
+        if running_kind == kind:
+            log("the lab is already up")
+            _print_status()
+            return 0
+        log("the lab is up with %s hypervisors, %s ones were asked for: bringing it up anew" % (running_kind, kind))
     started = time.monotonic()
-    if hosts.load_state().get("hosts") or network.lab_links() or hosts.lab_mounts():
+    if hosts.load_state().get("hosts") or network.lab_links() or hosts.lab_mounts() or mirror.processes():
         log("removing what an earlier lab left behind")
         cmd_down(None)
     missing = [command for command in REQUIRED_COMMANDS if not shutil.which(command)]
     if missing:
         raise LabError("missing commands: %s (run make setup)" % ", ".join(missing))
     try:
-        _up()
+        _up(kind)
     except BaseException:
         if os.environ.get("VIRTOPS_LAB_KEEP_FAILED") != "1":
             log("lab-up failed: removing what it had made (set VIRTOPS_LAB_KEEP_FAILED=1 to keep it)")
@@ -68,11 +76,16 @@ def cmd_up(_args):
     return 0
 
 
-def _up():
-    base = images.base_root()
+def _up(kind):
+    state = {"hosts": {}, "up": False, "started_at": time.time(), "hypervisor_root": kind}
+    hosts.save_state(state)
+    # The mirror listens on the control node's management address: bridges first.
+    network.create_bridges()
+    state["mirror_pid"] = mirror.start()
+    hosts.save_state(state)
+    roots = {"stock": images.base_root("stock"), "installed": images.base_root("installed")}
     guest_dir = images.guest_image()
-    accel = images.probe_accelerators(guest_dir)
-    state = {"hosts": {}, "accel": accel, "up": False, "started_at": time.time()}
+    state["accel"] = images.probe_accelerators(guest_dir)
     # Post-copy needs unprivileged userfaultfd, a machine-wide setting that the
     # hosts' read-only /proc/sys cannot change (LAB.md); restored by down.
     with open(USERFAULTFD) as handle:
@@ -80,11 +93,12 @@ def _up():
     hosts.save_state(state)
     with open(USERFAULTFD, "w") as handle:
         handle.write("1\n")
-    network.create_bridges()
     public_key = hosts.ensure_ssh_key()
     for host in config.HOSTS:
         network.create_host_links(host)
-        hosts.prepare_root(host, base, guest_dir, public_key)
+        # The storage host's NBD exports need qemu-nbd, which no role installs.
+        root = roots[kind] if host.group == "hypervisors" else roots["installed"]
+        hosts.prepare_root(host, root, guest_dir, public_key)
     started = {}
     for host in config.HOSTS:
         started[host.name] = hosts.boot(host, guest_dir)
@@ -146,7 +160,9 @@ def cmd_down(_args):
     started = time.monotonic()
     state = hosts.load_state()
     hosts.stop_all()
+    mirror.stop(state.get("mirror_pid"))
     hosts.unmount_all()
+    hosts.remove_cgroups()
     network.remove_all()
     hosts.remove_nspawn_leftovers()
     before = state.get("userfaultfd_before")
@@ -166,13 +182,26 @@ def _status():
     return {
         "up": is_up(),
         "accel": state.get("accel"),
+        "hypervisor_root": state.get("hypervisor_root"),
+        "mirror": config.MIRROR_URL if mirror.processes() else None,
         "hosts": [{
             "name": host.name, "group": host.group, "running": host.name in running,
             "management_address": host.mgmt_address, "migration_address": host.mig_address,
             "init_pid": running.get(host.name, {}).get("init_pid"),
+            **_versions(host, host.name in running),
         } for host in config.HOSTS],
         "inventory": config.INVENTORY,
     }
+
+
+def _versions(host, running):
+    """The host's Debian release and its libvirt and QEMU versions, read from its root (None when absent)."""
+    if not running:
+        return {"release": None, "codename": None, "libvirt": None, "qemu": None}
+    version_id, codename = hosts.os_release(host.root)
+    installed = hosts.installed_versions(host.root)
+    return {"release": "debian%s" % version_id if version_id else None, "codename": codename,
+            "libvirt": installed.get("libvirt0"), "qemu": installed.get("qemu-system-x86")}
 
 
 def _print_status():
@@ -183,10 +212,13 @@ def _print_status():
         print("guests: linux guests run under %s, firmware-only guests under %s (/dev/kvm %s)" % (
             accel["linux_guest"].upper(), accel["firmware_guest"].upper(),
             "present" if accel["kvm_device"] else "absent"))
+    if status["hypervisor_root"]:
+        print("hypervisors: %s hosts; package mirror %s" % (status["hypervisor_root"], status["mirror"] or "not running"))
     for host in status["hosts"]:
-        print("  %-8s %-12s %-8s mgmt %-12s mig %s" % (
+        print("  %-8s %-12s %-8s mgmt %-12s mig %-12s %-9s libvirt %-7s qemu %s" % (
             host["name"], host["group"], "running" if host["running"] else "down",
-            host["management_address"], host["migration_address"] or "-"))
+            host["management_address"], host["migration_address"] or "-", host["release"] or "-",
+            host["libvirt"] or "-", host["qemu"] or "-"))
     if status["up"]:
         print("inventory: %s" % status["inventory"])
 
@@ -333,7 +365,10 @@ def cmd_guest_remove(args):
 def build_parser():
     parser = argparse.ArgumentParser(prog="labctl", description="The virtops.migration lab: real hypervisors on one machine.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="build what is missing and bring the lab up (idempotent)").set_defaults(func=cmd_up)
+    up = sub.add_parser("up", help="build what is missing and bring the lab up (idempotent)")
+    up.add_argument("--installed", action="store_true",
+                    help="hypervisors with libvirt and QEMU installed (not configured) instead of stock hosts")
+    up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="remove everything the lab made (idempotent)").set_defaults(func=cmd_down)
     status = sub.add_parser("status", help="what runs; exits 3 when the lab is not up")
     status.add_argument("--json", action="store_true")

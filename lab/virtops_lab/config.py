@@ -34,6 +34,15 @@ MIG_NET = "198.18.1"
 PREFIX_LEN = 24
 CONTROL_ADDRESS = MGMT_NET + ".1"
 
+# The package mirror: Debian's apt-cacher-ng, run by the lab on the control
+# node's management address, its cache kept with the lab's other caches. The
+# hosts' apt goes through it; it is the only way out of the lab, and only to
+# Debian's archive.
+MIRROR_PORT = 3142
+MIRROR_URL = "http://%s:%d" % (CONTROL_ADDRESS, MIRROR_PORT)
+MIRROR_CACHE = os.path.join(CACHE_DIR, "apt-cacher-ng")
+MIRROR_STATE = os.path.join(STATE_DIR, "mirror")
+
 # Where guest kernels and initramfs are visible inside every host: the same
 # path on every host, as direct kernel boot needs for migration.
 GUEST_MOUNT = "/var/lib/virtops-lab/guest"

@@ -86,13 +86,93 @@ def prepare_root(host, base, guest_dir, public_key):
         os.makedirs(os.path.join(root, "etc/virtops-nbd"), exist_ok=True)
 
 
+def installed_versions(root, packages=("libvirt0", "qemu-system-x86")):
+    """{package: upstream version} of the packages installed in a host's root (dpkg's status file)."""
+    found = {}
+    try:
+        with open(os.path.join(root, "var/lib/dpkg/status")) as handle:
+            text = handle.read()
+    except OSError:
+        return found
+    for stanza in text.split("\n\n"):
+        fields = {}
+        for line in stanza.splitlines():
+            if ": " in line and not line.startswith(" "):
+                key, value = line.split(": ", 1)
+                fields[key] = value
+        if fields.get("Package") in packages and fields.get("Status", "").endswith(" installed"):
+            version = fields["Version"].split(":", 1)[-1]
+            found[fields["Package"]] = version.split("+", 1)[0].split("-", 1)[0]
+    return found
+
+
+def os_release(root):
+    """(VERSION_ID, VERSION_CODENAME) of a host's root."""
+    values = {}
+    try:
+        with open(os.path.join(root, "etc/os-release")) as handle:
+            for line in handle:
+                if "=" in line:
+                    key, value = line.rstrip("\n").split("=", 1)
+                    values[key] = value.strip('"')
+    except OSError:
+        pass
+    return values.get("VERSION_ID"), values.get("VERSION_CODENAME")
+
+
 def host_key(host):
     with open(os.path.join(host.root, "etc/ssh/ssh_host_ed25519_key.pub")) as handle:
         return " ".join(handle.read().split()[:2])
 
 
+# Without systemd on the machine, systemd-nspawn puts each container's systemd in
+# a "payload" group under its own cgroup: left alone, every container would share
+# one /payload, and one host removing its user-0.slice would pull it from under
+# another's (user@0.service failing with "Failed to attach to cgroup"). Each
+# container starts in a group of its own, named like the lab's other things.
+CGROUP_ROOTS = ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")
+
+
+def _own_cgroup(host):
+    paths = []
+    for hierarchy in CGROUP_ROOTS:
+        if os.path.ismount(hierarchy) or os.path.isfile(os.path.join(hierarchy, "cgroup.procs")):
+            path = os.path.join(hierarchy, host.machine)
+            os.makedirs(path, exist_ok=True)
+            paths.append(os.path.join(path, "cgroup.procs"))
+
+    def join():
+        for procs in paths:
+            with open(procs, "w") as handle:
+                handle.write("0\n")
+    return join
+
+
+def lab_cgroups():
+    found = []
+    for hierarchy in CGROUP_ROOTS:
+        if os.path.isdir(hierarchy):
+            found += [os.path.join(hierarchy, name) for name in os.listdir(hierarchy)
+                      if name.startswith(config.PREFIX) and os.path.isdir(os.path.join(hierarchy, name))]
+    return found
+
+
+def remove_cgroups():
+    """Remove the containers' cgroups, deepest first (only empty groups can go)."""
+    for top in lab_cgroups():
+        for dirpath, _dirnames, _files in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+    left = lab_cgroups()
+    if left:
+        raise LabError("could not remove cgroups: %s" % ", ".join(left))
+
+
 def boot(host, guest_dir):
     """Start the container; return the PID of its systemd-nspawn at once."""
+    join_cgroup = _own_cgroup(host)
     console = open(os.path.join(host.dir, "console.log"), "ab")
     argv = [
         "systemd-nspawn", "--quiet", "--boot", "--directory", host.root,
@@ -106,7 +186,7 @@ def boot(host, guest_dir):
         "--console=passive",
     ]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=join_cgroup)
     console.close()
     return proc
 

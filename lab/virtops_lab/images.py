@@ -17,17 +17,23 @@ import subprocess
 import time
 
 from . import config
-from .util import LabError, log, output, run
+from .util import LabError, log, output, run, write_file
 
-# What a bare hypervisor host has installed. Lab hosts have no route to any
-# package mirror, so whatever the collection's roles install must already be
-# here: the roles then find it present, as on an already-installed host.
-BASE_INCLUDE = "systemd,systemd-sysv,dbus,openssh-server,iproute2"
-BASE_PACKAGES = (
+# A stock host: a minimal Debian server (systemd, sshd, python3) and the few
+# tools every Debian server has, but no libvirt and no QEMU. The collection's
+# roles install those from the lab's package mirror, as on a freshly installed
+# server. udev does nothing in a container, but its package makes the kvm group,
+# as on every Debian server.
+STOCK_INCLUDE = \
+    "systemd,systemd-sysv,libpam-systemd,udev,dbus,openssh-server,python3,iproute2,iputils-ping,procps,kmod,netbase"
+# An "installed" host also has the hypervisor packages, installed as Debian
+# installs them and not configured: what the lab's own tests need, and the
+# storage host, whose NBD exports (qemu-nbd) no role installs.
+INSTALLED_PACKAGES = (
     "libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils "
-    "python3 python3-libvirt python3-apt python3-cryptography "
-    "iperf3 gnutls-bin nftables iputils-ping procps kmod netbase"
+    "python3-libvirt python3-apt python3-cryptography iperf3 gnutls-bin nftables"
 )
+KINDS = ("stock", "installed")
 SUITE = "bookworm"
 GUEST_SOURCES = ("init", "dirtier.c", "power-button")
 
@@ -52,76 +58,129 @@ def _mirror():
     return "http://deb.debian.org/debian"
 
 
-def base_root():
-    """Path of the base root file system, built when missing (about a minute)."""
-    recipe = _digest(SUITE, BASE_INCLUDE, BASE_PACKAGES, _base_tweaks_text())
-    path = os.path.join(config.CACHE_DIR, "base-" + recipe)
+def _sources():
+    """The hosts' apt sources: the machine's own Debian sources (deb.debian.org)."""
+    path = "/etc/apt/sources.list.d/debian.sources"
+    if os.path.exists(path):
+        with open(path) as handle:
+            return handle.read()
+    return ("Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\n"
+            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n" % (_mirror(), SUITE, SUITE))
+
+
+def _proxy_env():
+    return dict(os.environ, http_proxy=config.MIRROR_URL + "/", DEBIAN_FRONTEND="noninteractive")
+
+
+def base_root(kind="stock"):
+    """Path of a host root of ``kind`` (stock or installed), built when missing.
+
+    The package mirror must be running: both are built through it.
+    """
+    if kind not in KINDS:
+        raise LabError("no host root of kind %r (kinds: %s)" % (kind, ", ".join(KINDS)))
+    stock_recipe = _digest(SUITE, STOCK_INCLUDE, _sources(), _stock_tweaks_text())
+    if kind == "stock":
+        return _cached_root("stock-" + stock_recipe, _build_stock)
+    stock = base_root("stock")
+    recipe = _digest(stock_recipe, INSTALLED_PACKAGES, _installed_tweaks_text())
+    return _cached_root("installed-" + recipe, lambda building: _build_installed(stock, building))
+
+
+def _cached_root(name, build):
+    path = os.path.join(config.CACHE_DIR, name)
     if os.path.isfile(os.path.join(path, ".virtops-lab-complete")):
         return path
     building = path + ".building"
     shutil.rmtree(building, ignore_errors=True)
     os.makedirs(config.CACHE_DIR, exist_ok=True)
     started = time.monotonic()
-    mirror = _mirror()
-    log("building the hosts' base root (debootstrap %s from %s)" % (SUITE, mirror))
-    run(["debootstrap", "--variant=minbase", "--include=" + BASE_INCLUDE, SUITE, building, mirror],
-        capture=True, timeout=1200)
-    sources = "/etc/apt/sources.list.d/debian.sources"
-    if os.path.exists(sources):
-        shutil.copy(sources, os.path.join(building, "etc/apt/sources.list.d/debian.sources"))
-        try:
-            os.unlink(os.path.join(building, "etc/apt/sources.list"))
-        except FileNotFoundError:
-            pass
-    log("installing libvirt, QEMU and the hosts' tools into the base root")
+    build(building)
+    with open(os.path.join(building, ".virtops-lab-complete"), "w") as handle:
+        handle.write("built in %.0f s\n" % (time.monotonic() - started))
+    os.rename(building, path)
+    kind = name.split("-", 1)[0]
+    # Roots of an older recipe (and of the lab's earlier single "base" root) go.
+    for old in glob.glob(os.path.join(config.CACHE_DIR, kind + "-*")) + glob.glob(
+            os.path.join(config.CACHE_DIR, "base-*")):
+        if old != path and not old.endswith(".building"):
+            shutil.rmtree(old, ignore_errors=True)
+    log("%s root ready in %.0f s: %s" % (kind, time.monotonic() - started, path))
+    return path
+
+
+def _build_stock(building):
+    log("building the stock host root (debootstrap %s through the lab's mirror)" % SUITE)
+    run(["debootstrap", "--variant=minbase", "--include=" + STOCK_INCLUDE, SUITE, building, _mirror()],
+        capture=True, timeout=1200, env=_proxy_env())
+    write_file(os.path.join(building, "etc/apt/sources.list.d/debian.sources"), _sources())
+    try:
+        os.unlink(os.path.join(building, "etc/apt/sources.list"))
+    except FileNotFoundError:
+        pass
+    # Package lists go stale: a role finds none and must fetch them, as on a host installed long ago.
+    run(["sh", "-c", "rm -rf %s/var/lib/apt/lists/* %s/var/cache/apt/*.bin" % (building, building)])
+    _apply_tweaks(building, STOCK_TWEAKS)
+    # Each host generates its own SSH host keys (hosts.prepare_root).
+    for key in glob.glob(os.path.join(building, "etc/ssh/ssh_host_*")):
+        os.unlink(key)
+
+
+def _build_installed(stock, building):
+    log("building the installed host root (the stock root and the hypervisor packages, from the mirror)")
+    run(["cp", "-a", "--reflink=auto", stock, building])
+    os.unlink(os.path.join(building, ".virtops-lab-complete"))
     # polkit's post-install script fails when installed by debootstrap: install
     # the rest from inside a container, where it succeeds (LAB.md).
     script = (
         "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -q; "
-        "apt-get install -y -q --no-install-recommends %s; apt-get clean; "
-        "rm -rf /var/lib/apt/lists/*" % BASE_PACKAGES
+        "apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold %s; "
+        "apt-get clean; "
+        "rm -rf /var/lib/apt/lists/*" % INSTALLED_PACKAGES
     )
     run(["systemd-nspawn", "-q", "-D", building, "--register=no", "--keep-unit", "--pipe",
          "/bin/sh", "-c", script], capture=True, timeout=1800)
-    _base_tweaks(building)
-    with open(os.path.join(building, ".virtops-lab-complete"), "w") as handle:
-        handle.write("built in %.0f s\n" % (time.monotonic() - started))
-    os.rename(building, path)
-    for old in glob.glob(os.path.join(config.CACHE_DIR, "base-*")):
-        if old != path:
-            shutil.rmtree(old, ignore_errors=True)
-    log("base root ready in %.0f s: %s" % (time.monotonic() - started, path))
-    return path
+    _apply_tweaks(building, INSTALLED_TWEAKS)
 
 
-def _base_tweaks_text():
-    return json.dumps(BASE_TWEAKS, sort_keys=True)
+def _stock_tweaks_text():
+    return json.dumps(STOCK_TWEAKS, sort_keys=True)
 
 
-# Files the lab changes in the base root, all of them needed only because the
-# hosts are containers on one machine, not because a hypervisor would need them.
-BASE_TWEAKS = {
-    # cgroup v1 controllers are read-only inside systemd-nspawn (LAB.md).
-    "etc/libvirt/qemu.conf.append": "\n# lab: cgroup v1 controllers are read-only inside the container\ncgroup_controllers = [ ]\n",
-    # Bound the time libvirt-guests may take to stop guests when a host shuts down.
+def _installed_tweaks_text():
+    return json.dumps(INSTALLED_TWEAKS, sort_keys=True)
+
+
+# Files the lab changes in the roots, all of them needed only because the hosts
+# are containers on one machine (or lab hosts behind the lab's mirror), not
+# because a hypervisor would need them.
+STOCK_TWEAKS = {
+    # apt goes through the lab's mirror, as a host installed behind a proxy
+    # (debian-installer writes the same setting). No recommended packages: lab
+    # hosts stay small, and installs fast.
+    "etc/apt/apt.conf.d/00virtops-lab": 'Acquire::http::Proxy "%s/";\nAPT::Install-Recommends "false";\n'
+                                        % config.MIRROR_URL,
+    # Bound the time libvirt-guests may take to stop guests when a host shuts
+    # down (read once libvirt is installed; dpkg keeps the file).
     "etc/default/libvirt-guests": "ON_SHUTDOWN=shutdown\nSHUTDOWN_TIMEOUT=20\n",
     # Every host gets its own machine ID at first boot (libvirt derives its host
     # UUID from it; two hosts with one UUID refuse to migrate to each other).
     "etc/machine-id": "",
 }
+INSTALLED_TWEAKS = {
+    # cgroup v1 controllers are read-only inside systemd-nspawn (LAB.md). On stock
+    # hosts the hypervisor role sets it (inventories/lab/group_vars).
+    "etc/libvirt/qemu.conf.append": "\n# lab: cgroup v1 controllers are read-only inside the container\ncgroup_controllers = [ ]\n",
+}
 
 
-def _base_tweaks(root):
-    for name, content in BASE_TWEAKS.items():
+def _apply_tweaks(root, tweaks):
+    for name, content in tweaks.items():
         if name.endswith(".append"):
             with open(os.path.join(root, name[: -len(".append")]), "a") as handle:
                 handle.write(content)
         else:
-            with open(os.path.join(root, name), "w") as handle:
-                handle.write(content)
-    # Each host generates its own SSH host keys (hosts.prepare_root).
-    for key in glob.glob(os.path.join(root, "etc/ssh/ssh_host_*")):
-        os.unlink(key)
+            write_file(os.path.join(root, name), content)
 
 
 # ---------------------------------------------------------------------------

@@ -215,13 +215,6 @@ def guest_diagnostics(host, name):
                .format(name), check=False, timeout=60).stdout
 
 
-def tcg_guest_panic(host, name):
-    """The guest kernel's panic line in its console log on ``host``, when it runs under TCG; else ''."""
-    return ssh(host, "virsh dumpxml {0} | grep -q \"<domain type='qemu'\" && "
-                     "grep -a -m1 'Kernel panic' /var/log/libvirt/qemu/{0}.serial.log; true".format(name),
-               check=False, timeout=60).stdout.strip()
-
-
 class Watcher(threading.Thread):
     """Polls virsh on every hypervisor about every ``interval`` seconds while an evacuation runs.
 

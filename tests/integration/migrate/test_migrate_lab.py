@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import boots, heartbeats, labctl, wait_for
+from conftest import assert_intact_after_live_migration, boots, heartbeats, labctl, record_guest_memory, wait_for
 from migrate_helpers import (
     MIGRATION_ADDRESSES,
     Background,
@@ -100,6 +100,7 @@ def test_idle_guest_on_shared_storage_four_runs(guests):
     assert state_on("hv1", name) == "absent"
     # The same guest goes on running on hv2 (its heartbeat continues, no new boot).
     wait_for(lambda: max(heartbeats("hv2", name) or [0]) > last_beat, 30, "the heartbeat to continue on hv2")
+    assert_intact_after_live_migration("hv2", name)
     assert boots("hv2", name) == 0
     # Its memory went over the migration network.
     assert tx_bytes("hv1") - before_tx >= 0.5 * real["transferred"]["memory_bytes"]
@@ -137,6 +138,7 @@ def test_non_converging_guest_completes_by_raising_downtime(guests, shaped):
     assert steps and steps[-1]["value"] >= 3000
     assert result["timings"]["downtime_ms"] > 1000
     assert_only_on(name, "hv2")
+    record_guest_memory("hv2", name)
     print("downtime ladder: %s; total %s ms, downtime %s ms, %s iterations, wall %.1f s" % (
         [(e["step"], e["value"], e["at_s"]) for e in result["escalations"]], result["timings"]["total_ms"],
         result["timings"]["downtime_ms"], result["iterations"], wall))
@@ -160,6 +162,7 @@ def test_non_converging_guest_completes_by_postcopy(guests, shaped):
     assert result["completed_by"] == "postcopy", result["escalations"]
     assert [e["step"] for e in result["escalations"]] == ["max_downtime", "postcopy"]
     assert_only_on(name, "hv2")
+    record_guest_memory("hv2", name)
     last = max(heartbeats("hv2", name) or [0])
     wait_for(lambda: max(heartbeats("hv2", name) or [0]) > last, 30, "the guest to run on hv2 after post-copy")
     print("post-copy ladder: %s; total %s ms, downtime %s ms, wall %.1f s" % (

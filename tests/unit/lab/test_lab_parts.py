@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "lab"))
 
-from virtops_lab import config, guests, images  # noqa: E402
+from virtops_lab import config, guests, hosts, images  # noqa: E402
 from virtops_lab.util import LabError  # noqa: E402
 
 
@@ -111,3 +111,18 @@ def test_nbd_ports_are_allocated_from_the_first_free_one():
     confs = [guests.nbd_conf("a", 10809, "/srv/images/a.img"), guests.nbd_conf("b", 10811, "/srv/images/b.img")]
     assert guests.next_nbd_port(confs) == 10810
     assert guests.conf_port(confs[1]) == 10811
+
+
+def test_status_reads_release_and_versions_from_a_hosts_root(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/os-release").write_text('PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nVERSION_ID="13"\n'
+                                             'VERSION_CODENAME=trixie\n')
+    (tmp_path / "var/lib/dpkg").mkdir(parents=True)
+    (tmp_path / "var/lib/dpkg/status").write_text(
+        "Package: libvirt0\nStatus: install ok installed\nVersion: 11.3.0-3\n\n"
+        "Package: qemu-system-x86\nStatus: install ok installed\nVersion: 1:10.0.2+ds-2+b1\n\n"
+        "Package: iperf3\nStatus: deinstall ok config-files\nVersion: 3.18-2\n")
+    assert hosts.os_release(str(tmp_path)) == ("13", "trixie")
+    assert hosts.installed_versions(str(tmp_path)) == {"libvirt0": "11.3.0", "qemu-system-x86": "10.0.2"}
+    assert hosts.installed_versions(str(tmp_path), ("iperf3",)) == {}
+    assert hosts.installed_versions(str(tmp_path / "absent")) == {}
