@@ -229,6 +229,12 @@ def test_evacuation_killed_mid_way_resumes_and_every_guest_always_runs_once(flee
     with open(report_file) as handle:
         written = json.load(handle)
     assert written["result"] == "completed" and written["verification_problems"] == []
+    assert written["prediction"]["actual_seconds"] is not None
+    # The timeline and the JUnit file, with one case per domain of the journal and no failure.
+    svg = open(os.path.join(fleet["control"], "hv1", "ev-evac.timeline.svg")).read()
+    assert svg.startswith("<svg") and all(rec["domain"] in svg for rec in written["domains"])
+    junit = open(os.path.join(fleet["control"], "hv1", "ev-evac.junit.xml")).read()
+    assert junit.count("<testcase ") == len(written["domains"]) and 'failures="0"' in junit
     summary = task_results(report, "Report", "hv1")[0]["msg"]
     print("\n".join(summary))
     print("resume: %.1f s; watcher: %d polls, %d switch-over polls, %d errors" % (
