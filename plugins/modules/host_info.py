@@ -43,9 +43,12 @@ options:
     description:
       - Migration labels per domain name, for example from inventory variables. They override the labels
         in the domains' metadata.
+      - A key with C(*), C(?) or C([) is a shell-style pattern (C(db-*)). A domain's own entry wins; otherwise the
+        first pattern that matches it, in the order given.
       - Each value is a dictionary with the optional keys C(anti_affinity) (a group name - no two domains of one
         group on one host) and C(do_not_migrate) (C(skip), C(cold) or C(shutdown) - what an evacuation does
-        with the domain instead of a live migration).
+        with the domain instead of a live migration; C(true) for the planner's
+        O(virtops.migration.evacuation_plan#module:do_not_migrate_default)).
     type: dict
     default: {}
   certificates:

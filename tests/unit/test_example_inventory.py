@@ -31,5 +31,6 @@ def test_every_hypervisor_has_its_addresses():
         # The evacuation and preparation settings reach every hypervisor from group_vars.
         assert host_vars["evacuate_max_parallel_per_source"] == 2
         assert host_vars["tls_ca_supplied"] is True
+        assert host_vars["evacuate_domain_labels"]["db-replica-*"] == {"anti_affinity": "db-replicas"}
         # The vault template is not loaded as variables.
         assert "vault_hypervisor_ca_passphrase" not in host_vars

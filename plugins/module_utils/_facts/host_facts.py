@@ -15,6 +15,7 @@ of the result is the input contract of evacuation_plan (``hosts`` option).
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import os
 import random
 import re
@@ -124,12 +125,45 @@ def parse_policy(metadata_xml):
     return labels
 
 
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+def inventory_labels_for(name, inventory_labels):
+    """The inventory's labels of domain ``name``: its own entry, else the first pattern that matches it.
+
+    Keys with ``*``, ``?`` or ``[`` are shell-style patterns (``db-*``), tried in the order given.
+    """
+    inventory_labels = inventory_labels or {}
+    if name in inventory_labels:
+        return inventory_labels[name]
+    for key, labels in inventory_labels.items():
+        if GLOB_CHARACTERS & set(key) and fnmatch.fnmatchcase(name, key):
+            return labels
+    return None
+
+
+def check_inventory_labels(inventory_labels):
+    """Refuse inventory labels the planner could not use, naming the domain (or pattern) and the key."""
+    for key, labels in inventory_labels.items():
+        if not isinstance(labels, dict) or set(labels) - {"anti_affinity", "do_not_migrate"}:
+            raise ParameterError("labels of %s must be a dictionary with the keys anti_affinity and do_not_migrate, "
+                                 "not %r" % (key, labels))
+        group = labels.get("anti_affinity")
+        if group is not None and (not isinstance(group, str) or not group.strip()):
+            raise ParameterError("labels of %s: anti_affinity must be a group name (a non-empty string) or null, "
+                                 "not %r" % (key, group))
+        policy = labels.get("do_not_migrate")
+        if policy is not None and policy is not True and policy not in DO_NOT_MIGRATE_POLICIES:
+            raise ParameterError("labels of %s: do_not_migrate must be null, true or one of %s, not %r"
+                                 % (key, ", ".join(DO_NOT_MIGRATE_POLICIES), policy))
+
+
 def merge_labels(from_metadata, from_inventory):
     """Inventory labels win over metadata; an unknown do-not-migrate policy is an error in the facts."""
     labels = dict(from_metadata)
     labels.update({k: v for k, v in (from_inventory or {}).items() if v is not None})
     problems = []
-    if labels.get("do_not_migrate") not in (None,) + DO_NOT_MIGRATE_POLICIES:
+    if labels.get("do_not_migrate") not in (None, True) + DO_NOT_MIGRATE_POLICIES:
         problems.append("unknown do_not_migrate policy %r (one of %s)" % (
             labels["do_not_migrate"], ", ".join(DO_NOT_MIGRATE_POLICIES)))
     return labels, problems
@@ -335,7 +369,7 @@ def gather(hypervisor, reserved_memory_mib=0, inventory_labels=None, certificate
     domains = []
     for dom in call("listing the domains of %s" % hypervisor.name, conn.listAllDomains, 0):
         try:
-            domains.append(domain_facts(dom, mounts, (inventory_labels or {}).get(dom.name())))
+            domains.append(domain_facts(dom, mounts, inventory_labels_for(dom.name(), inventory_labels)))
         except NotFound:
             # Migrated away or undefined while we read it: it is no longer this host's.
             continue
@@ -380,10 +414,7 @@ def run_host_info(module):
     params = module.params
     if params["reserved_memory_mib"] < 0:
         raise ParameterError("reserved_memory_mib cannot be negative (%d)" % params["reserved_memory_mib"])
-    for domain, labels in params["labels"].items():
-        if not isinstance(labels, dict) or set(labels) - {"anti_affinity", "do_not_migrate"}:
-            raise ParameterError("labels of %s must be a dictionary with the keys anti_affinity and do_not_migrate, "
-                                 "not %r" % (domain, labels))
+    check_inventory_labels(params["labels"])
     settings = ConnectionSettings.from_params(params)
     hypervisor = open_hypervisor(settings.uri, settings.connect_timeout)
     try:

@@ -141,6 +141,23 @@ def test_check_mode_prints_the_plan_and_changes_nothing(fleet):
     print("check mode: %.1f s; plan: %s" % (wall, plan["summary"]))
 
 
+def test_the_inventory_sets_each_domains_policy_over_its_metadata(fleet):
+    """evacuate_domain_labels (by name or pattern) reaches the plan; a domain's own entry wins."""
+    labels = {"ev-idle-*": {"do_not_migrate": "skip"}, "ev-cold": {"do_not_migrate": "shutdown"},
+              "ev-dirty-*": {"anti_affinity": "ev-dirty"}}
+    before = placement()
+    rc, report, _wall = run_playbook("evacuate_host.yml", base(
+        fleet, evacuate_id="ev-check", evacuate_precheck=False, evacuate_domain_labels=labels), check=True)
+    assert rc == 0, failure_messages(report)
+    plan = task_results(report, "Plan the evacuation", "hv1")[0]
+    assert sorted(item["domain"] for item in plan["skipped"]) == ["ev-idle-local", "ev-idle-shared"]
+    modes = dict((m["domain"], m["mode"]) for m in plan["moves"])
+    assert modes["ev-cold"] == "shutdown" and modes["ev-off"] == "shutdown"
+    dest = dict((m["domain"], m["destination"]) for m in plan["moves"])
+    assert dest["ev-dirty-shared"] != dest["ev-dirty-none"]
+    assert placement() == before and maintenance("hv1") is None and journal("hv1", "ev-check") is None
+
+
 def test_a_plan_without_the_capacity_stops_before_anything_moves(fleet):
     before = placement()
     total_mib = int(ssh("hv2", "virsh nodeinfo | awk '/Memory size/ {print int($3/1024)}'").stdout)

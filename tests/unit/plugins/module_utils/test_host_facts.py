@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.virtops.migration.plugins.module_utils._facts import host_facts as facts
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 
 CAPABILITIES = """<capabilities>
   <host><uuid>0b8c5e4e-1111-2222-3333-444455556666</uuid>
@@ -56,6 +57,36 @@ def test_policy_from_metadata_and_inventory_labels_win():
     problems = facts.merge_labels(labels, {"do_not_migrate": "delete"})[1]
     assert "unknown do_not_migrate policy 'delete'" in problems[0]
     assert facts.parse_policy(None) == {"anti_affinity": None, "do_not_migrate": None}
+
+
+def test_inventory_labels_by_name_then_by_the_first_matching_pattern():
+    inventory = {"db-*": {"anti_affinity": "db"}, "db-[0-9]*": {"do_not_migrate": "cold"},
+                 "db-legacy": {"do_not_migrate": "shutdown"}}
+    assert facts.inventory_labels_for("db-legacy", inventory) == {"do_not_migrate": "shutdown"}
+    assert facts.inventory_labels_for("db-1", inventory) == {"anti_affinity": "db"}
+    assert facts.inventory_labels_for("web1", inventory) is None
+    assert facts.inventory_labels_for("web1", None) is None
+    # A name that merely looks like part of a pattern is not one.
+    assert facts.inventory_labels_for("db-", {"db-": {"anti_affinity": "x"}}) == {"anti_affinity": "x"}
+
+
+@pytest.mark.parametrize("labels, message", [
+    ({"web1": "skip"}, "labels of web1 must be a dictionary"),
+    ({"web1": {"affinity": "a"}}, "labels of web1 must be a dictionary"),
+    ({"web1": {"anti_affinity": 3}}, "anti_affinity must be a group name"),
+    ({"web1": {"anti_affinity": " "}}, "anti_affinity must be a group name"),
+    ({"web*": {"do_not_migrate": "delete"}}, "labels of web*: do_not_migrate must be null, true or one of"),
+    ({"web1": {"do_not_migrate": False}}, "do_not_migrate must be null, true or one of"),
+])
+def test_bad_inventory_labels_are_refused(labels, message):
+    with pytest.raises(ParameterError) as err:
+        facts.check_inventory_labels(labels)
+    assert message in err.value.msg
+
+
+def test_good_inventory_labels_pass():
+    facts.check_inventory_labels({"db-*": {"anti_affinity": "db", "do_not_migrate": None},
+                                  "batch1": {"do_not_migrate": True}, "web1": {}})
 
 
 def test_devices_that_block_live_migration():
