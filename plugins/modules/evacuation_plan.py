@@ -438,6 +438,16 @@ summary:
     - "hv1 can be emptied: 12 domains - 11 live, 1 cold, 0 shut down in place, 0 skipped, 0 unplaceable."
     - "Predicted 96.2 s in total (no faster than 81.9 s: 81920 MiB over 1000 MiB/s); 11 destinations, at most 2
       per source and 1 per destination at a time."
+lines:
+  description: The plan for a person - RV(summary), then one line per move (order, domain, mode, destination,
+    predicted time and downtime, escalation), per skipped domain and per unplaceable domain with its reasons.
+  returned: success
+  type: list
+  elements: str
+  sample:
+    - "hv1 can be emptied: 2 domains - 1 live, 0 cold, 0 shut down in place, 1 skipped, 0 unplaceable."
+    - "  1   web1                     live     -> hv2           4.1 s  downtime 300 ms"
+    - "  skipped: batch1 (do_not_migrate: skip)"
 """
 
 from ansible_collections.virtops.migration.plugins.module_utils._planning.run import EVACUATION_PLAN_MODULE

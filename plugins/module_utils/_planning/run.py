@@ -32,12 +32,26 @@ def invocation(params):
     return dict(module_args=args)
 
 
+def plan_lines(plan):
+    """The plan for people: its summary, then one line per move, skipped and unplaceable domain."""
+    lines = list(plan["summary"])
+    for move in plan["moves"]:
+        lines.append("  %-3s %-24s %-8s -> %-10s %6s s  downtime %s ms%s" % (
+            move["order"], move["domain"], move["mode"], move.get("destination") or "-", move.get("predicted_seconds"),
+            move.get("predicted_downtime_ms"), "  escalation: %s" % move["escalation"] if move.get("escalation") else ""))
+    lines.extend("  skipped: %s (%s)" % (item["domain"], item["reason"]) for item in plan["skipped"])
+    lines.extend("  UNPLACEABLE: %s: %s" % (item["domain"], "; ".join(item["reasons"])) for item in plan["unplaceable"])
+    return lines
+
+
 def run_evacuation_plan(params):
     """The module's entry point: its parameters in, its result out."""
     opts = PlanOptions.from_params(params)
     hosts = focus(params["hosts"], params["source"], params.get("domains"), params.get("dirty_rates"),
                   params.get("source_bandwidth_mib_s"))
-    return plan_evacuation(params["source"], hosts, params.get("prechecks"), opts)
+    plan = plan_evacuation(params["source"], hosts, params.get("prechecks"), opts)
+    plan["lines"] = plan_lines(plan)
+    return plan
 
 
 def _run_module(module):

@@ -174,3 +174,19 @@ def test_every_returned_key_is_documented(run):
                 assert set(item) == set(doc["contains"]), (key, set(item) ^ set(doc["contains"]))
                 for field, field_doc in doc["contains"].items():
                     assert item[field] is None or isinstance(item[field], TYPES[field_doc["type"]]), (key, field)
+
+
+def test_the_plan_for_people_lists_every_move_skip_and_unplaceable_domain():
+    from ansible_collections.virtops.migration.plugins.module_utils._planning.run import plan_lines
+    plan = dict(summary=["hv1 cannot be emptied."],
+                moves=[dict(order=1, domain="web1", mode="live", destination="hv2", predicted_seconds=4.1,
+                            predicted_downtime_ms=300, escalation=None),
+                       dict(order=2, domain="db1", mode="shutdown", destination=None, predicted_seconds=30.0,
+                            predicted_downtime_ms=None, escalation="auto_converge")],
+                skipped=[dict(domain="batch1", reason="do_not_migrate: skip")],
+                unplaceable=[dict(domain="big", reasons=["memory: needs 64 GiB", "cpu"])])
+    lines = plan_lines(plan)
+    assert lines[0] == "hv1 cannot be emptied."
+    assert lines[1].split() == ["1", "web1", "live", "->", "hv2", "4.1", "s", "downtime", "300", "ms"]
+    assert lines[2].split()[-2:] == ["escalation:", "auto_converge"] and "-> -" in lines[2]
+    assert lines[3:] == ["  skipped: batch1 (do_not_migrate: skip)", "  UNPLACEABLE: big: memory: needs 64 GiB; cpu"]
