@@ -335,6 +335,24 @@ class JournalStore(object):
             json.dump(dict(evacuation_id=self.evacuation_id, pid=os.getpid(), since=utc_now()), handle)
         return None
 
+    def held(self):
+        """Whether a process holds the host's evacuation lock now (without taking it, nor naming an owner)."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            raise JournalError("cannot open %s: %s" % (self.lock_path, err.strerror))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise JournalError("cannot lock %s: %s" % (self.lock_path, err.strerror))
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     def owner(self):
         try:
             with open(self.owner_path) as handle:

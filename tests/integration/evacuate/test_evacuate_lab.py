@@ -330,6 +330,8 @@ def test_abort_cancels_the_in_flight_precopy_and_starts_nothing_new(fleet):
         before = max(heartbeats("hv1", BUSY))
         wait_for(lambda: max(heartbeats("hv1", BUSY)) > before, 60, "the busy guest to go on running on hv1")
         assert watcher.violations == [], watcher.violations[:10]
+        aborted = task_results(report, "Abort the running evacuation and wait until it has stopped", "hv1")[0]
+        assert aborted["requested"] and aborted["stopped"] and aborted["result"] == "aborted", aborted
         shown = task_results(report, "Show where it stopped", "hv1")[0]["msg"]
         print("abort: %.1f s; %s; watcher %d polls" % (wall, shown, watcher.polls))
         # The host is still in maintenance: restore takes it out (nothing to move back).
