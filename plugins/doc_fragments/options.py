@@ -35,3 +35,6 @@ options: {}
     SOURCE: str = _render("source")
     FACTS: str = _render("facts")
     DOMAINS: str = _render("domains")
+    EVACUATION_ID: str = _render("evacuation_id")
+    JOURNAL: str = _render("journal")
+    EVACUATION_RESULT: str = _render("evacuation_result")

@@ -289,10 +289,34 @@ DOMAINS = _group(
         "Domains of the source (names or UUIDs) to check or to plan for; all its domains when not set."]),
 )
 
+# --- an evacuation: its id, its journal, its result (evacuate, evacuation_abort, evacuation_report,
+# evacuation_verify) -----------------------------------------------------------------
+
+JOURNAL_DIRECTORY = "/var/lib/virtops-migration/evacuations"
+
+EVACUATION_ID = _group(
+    Option("evacuation_id", "str", required=True, description=[
+        "Names the evacuation and its journal. Use the same id to resume an interrupted evacuation.",
+        "Letters, digits, C(.), C(_) and C(-), at most 100, starting with a letter or digit."]),
+)
+
+JOURNAL = _group(
+    Option("journal_dir", "path", default=JOURNAL_DIRECTORY, description=[
+        "Directory of the journals on the source."]),
+)
+
+EVACUATION_RESULT = _group(
+    Option("evacuation", "dict", description=[
+        "The result of the M(virtops.migration.evacuate) module, or of its failure - its "
+        "RV(virtops.migration.evacuate#module:domains), RV(virtops.migration.evacuate#module:totals) and "
+        "RV(virtops.migration.evacuate#module:summary), or its C(msg)."]),
+)
+
 # The groups by the name of their section in the virtops.migration.options doc fragment.
 GROUPS = dict(connection=CONNECTION, ladder=LADDER, migration=MIGRATION, storage=STORAGE, mode=MODE,
               capacity=CAPACITY, concurrency=CONCURRENCY, addresses=ADDRESSES, source=SOURCE,
-              facts=FACTS, domains=DOMAINS)
+              facts=FACTS, domains=DOMAINS, evacuation_id=EVACUATION_ID, journal=JOURNAL,
+              evacuation_result=EVACUATION_RESULT)
 
 
 def argument_spec(*options, **local):

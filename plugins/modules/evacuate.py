@@ -50,6 +50,8 @@ extends_documentation_fragment:
   - virtops.migration.options.concurrency
   - virtops.migration.options.addresses
   - virtops.migration.options.source
+  - virtops.migration.options.evacuation_id
+  - virtops.migration.options.journal
 attributes:
   check_mode:
     support: full
@@ -68,12 +70,6 @@ attributes:
     membership:
       - virtops.migration.migration
 options:
-  evacuation_id:
-    description:
-      - Names the evacuation and its journal. Use the same id to resume an interrupted evacuation.
-      - Letters, digits, C(.), C(_) and C(-), at most 100, starting with a letter or digit.
-    type: str
-    required: true
   moves:
     description:
       - The RV(virtops.migration.evacuation_plan#module:moves) of the plan, as it returns them. Used keys -
@@ -130,10 +126,6 @@ options:
       - The source's measured migration throughput, in MiB/s. When set, the report gives the bound - the memory and
         disks moved divided by it, the least time any evacuation could take - and the wall time's ratio to it.
     type: float
-  journal_dir:
-    description: Directory of the journals on the source.
-    type: path
-    default: /var/lib/virtops-migration/evacuations
   run_tag:
     description: A token recorded in the journal for this run, so that a playbook polling the journal knows it reads this run's.
     type: str

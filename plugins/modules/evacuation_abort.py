@@ -23,6 +23,8 @@ author:
   - virtops.migration contributors (!UNKNOWN)
 extends_documentation_fragment:
   - virtops.migration.attributes
+  - virtops.migration.options.evacuation_id
+  - virtops.migration.options.journal
 attributes:
   check_mode:
     support: full
@@ -35,19 +37,11 @@ attributes:
     details:
       - Once the evacuation has stopped, running it again changes nothing.
 options:
-  evacuation_id:
-    description: The evacuation to abort, as given to M(virtops.migration.evacuate).
-    type: str
-    required: true
-  journal_dir:
-    description: The directory of the evacuation's journal on the host, as given to M(virtops.migration.evacuate).
-    type: path
-    default: /var/lib/virtops-migration/evacuations
   reason:
     description: Written in the request, for whoever reads it later (who asked, and why).
     type: str
     default: ""
-  timeout:
+  wait_timeout:
     description:
       - Seconds to wait for the evacuation to stop (0 to 86400). The request stays when it has not stopped by then.
     type: int

@@ -28,6 +28,8 @@ author:
 extends_documentation_fragment:
   - virtops.migration.attributes
   - virtops.migration.options.source
+  - virtops.migration.options.evacuation_id
+  - virtops.migration.options.evacuation_result
 attributes:
   check_mode:
     support: full
@@ -42,17 +44,7 @@ attributes:
 options:
   source:
     required: true
-  evacuation_id:
-    description:
-      - The evacuation's id; the files are named after it, so it must be a plain file name (letters, digits, C(.),
-        C(_), C(-), starting with a letter or a digit).
-    type: str
-    required: true
   evacuation:
-    description:
-      - The result of the M(virtops.migration.evacuate) module, or of its failure (its C(msg) is then the report's
-        C(error)).
-    type: dict
     required: true
   plan:
     description: The result of the M(virtops.migration.evacuation_plan) module - its predicted and bound times.
@@ -76,7 +68,7 @@ options:
         C(/var/lib/prometheus/node-exporter/virtops_migration.prom) for node_exporter's textfile collector. One file per
         control node keeps the metrics of the latest evacuation only; name it after the source to keep one per host.
     type: path
-  mode:
+  file_mode:
     description: The octal mode of the files in O(dest). The report names hosts and domains, and holds no secret.
     type: str
     default: "0640"

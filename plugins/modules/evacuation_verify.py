@@ -14,6 +14,7 @@ description:
   - Judges where the domains are from the M(virtops.migration.host_info) facts of every hypervisor, read after the moves,
     independently of what the moves reported. It only reads its input, so it runs on the control node (delegated to
     C(localhost)), needs no libvirt, and check mode behaves exactly as a normal run.
+  - Exactly one of O(evacuation) and O(restore) is required.
   - After an evacuation (O(evacuation)) - every domain the evacuation moved (status C(moved)) is no longer defined on
     O(source), is on its destination, runs there when it ran before, and is persistent there; every domain it shut down
     in place is shut off on O(source).
@@ -27,15 +28,10 @@ extends_documentation_fragment:
   - virtops.migration.attributes.control_node
   - virtops.migration.options.source
   - virtops.migration.options.facts
+  - virtops.migration.options.evacuation_result
 options:
   source:
     required: true
-  evacuation:
-    description:
-      - The result of the M(virtops.migration.evacuate) module (or of its failure) - its
-        RV(virtops.migration.evacuate#module:domains) are verified.
-      - Exactly one of O(evacuation) and O(restore) is required.
-    type: dict
   restore:
     description:
       - The result of the M(virtops.migration.restore_plan) module - its RV(virtops.migration.restore_plan#module:moves),

@@ -23,9 +23,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.jour
     JournalError,
     JournalStore,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._evacuation.request import EVACUATE_ARGUMENT_SPEC
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
+from ansible_collections.virtops.migration.plugins.module_utils._options import EVACUATION_ID, JOURNAL, argument_spec
 
 MAX_TIMEOUT = 86400
 POLL_SECONDS = 1.0
@@ -79,23 +79,22 @@ def abort_evacuation(store, reason, timeout, check_mode=False, clock=time.monoto
 
 def run_evacuation_abort(module):
     params = module.params
-    if not 0 <= params["timeout"] <= MAX_TIMEOUT:
-        raise ParameterError("timeout must be between 0 and %d seconds, not %d" % (MAX_TIMEOUT, params["timeout"]))
+    if not 0 <= params["wait_timeout"] <= MAX_TIMEOUT:
+        raise ParameterError("wait_timeout must be between 0 and %d seconds, not %d" % (MAX_TIMEOUT, params["wait_timeout"]))
     try:
         store = JournalStore(params["journal_dir"], params["evacuation_id"])
     except JournalError as err:
         raise ParameterError(str(err)) from None
     try:
-        return abort_evacuation(store, params["reason"] or "", params["timeout"], module.check_mode)
+        return abort_evacuation(store, params["reason"] or "", params["wait_timeout"], module.check_mode)
     except (JournalError, OSError) as err:
         raise VirtopsError("cannot abort evacuation %s: %s" % (params["evacuation_id"], err)) from None
 
 
-EVACUATION_ABORT_ARGUMENT_SPEC = dict(
-    evacuation_id=EVACUATE_ARGUMENT_SPEC["evacuation_id"],
-    journal_dir=EVACUATE_ARGUMENT_SPEC["journal_dir"],
+EVACUATION_ABORT_ARGUMENT_SPEC = argument_spec(
+    EVACUATION_ID, JOURNAL,
     reason=dict(type="str", default=""),
-    timeout=dict(type="int", default=900),
+    wait_timeout=dict(type="int", default=900),
 )
 
 # On the source host, from files alone: no libvirt connection.

@@ -47,9 +47,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.reco
     MoveRecord,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import VirtopsError
+from ansible_collections.virtops.migration.plugins.module_utils._options import JOURNAL_DIRECTORY
 
 FORMAT = 1
-DEFAULT_DIRECTORY = "/var/lib/virtops-migration/evacuations"
+DEFAULT_DIRECTORY = JOURNAL_DIRECTORY
 
 # The evacuation's phase and result.
 RUNNING = "running"

@@ -29,9 +29,15 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.outp
     prometheus_text,
     timeline_svg,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import JournalError, validate_id
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
-from ansible_collections.virtops.migration.plugins.module_utils._options import SOURCE, argument_spec
+from ansible_collections.virtops.migration.plugins.module_utils._options import (
+    EVACUATION_ID,
+    EVACUATION_RESULT,
+    SOURCE,
+    argument_spec,
+)
 
 
 def _json(report):
@@ -46,8 +52,6 @@ FORMATS = {
     "prometheus": (".prom", prometheus_text),
 }
 DEFAULT_FORMATS = ["json", "svg", "junit"]
-# The evacuation ids the playbooks make (evacuate-HOST, or the operator's): safe as a file name.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MODE_PATTERN = re.compile(r"^0?[0-7]{3}$")
 
 
@@ -117,11 +121,12 @@ def _write(path, content, mode):
 
 
 def _check(params):
-    if not ID_PATTERN.match(params["evacuation_id"]):
-        raise ParameterError("evacuation_id %r is not a valid file name: letters, digits, '.', '_' and '-', "
-                             "starting with a letter or a digit, at most 128 characters" % params["evacuation_id"])
-    if not MODE_PATTERN.match(params["mode"]):
-        raise ParameterError("mode %r must be an octal file mode such as 0640" % params["mode"])
+    try:
+        validate_id(params["evacuation_id"])
+    except JournalError as err:
+        raise ParameterError(err.msg) from None
+    if not MODE_PATTERN.match(params["file_mode"]):
+        raise ParameterError("file_mode %r must be an octal file mode such as 0640" % params["file_mode"])
     if not params["formats"] and not params["prometheus_textfile"]:
         raise ParameterError("formats is empty and prometheus_textfile is not set: there is nothing to write")
     textfile = params["prometheus_textfile"]
@@ -135,7 +140,7 @@ def run_evacuation_report(module):
     _check(params)
     report = report_document(params["evacuation_id"], params["source"], params["evacuation"], params["plan"] or {},
                              params["verification"] or {})
-    mode = int(params["mode"], 8)
+    mode = int(params["file_mode"], 8)
     targets = dict((name, (os.path.join(params["dest"], params["evacuation_id"] + FORMATS[name][0]),
                            FORMATS[name][1], mode)) for name in params["formats"])
     if params["prometheus_textfile"]:
@@ -155,15 +160,13 @@ def run_evacuation_report(module):
 
 
 EVACUATION_REPORT_ARGUMENT_SPEC = argument_spec(
-    SOURCE["source"].but(required=True),
-    evacuation_id=dict(type="str", required=True),
-    evacuation=dict(type="dict", required=True),
+    SOURCE["source"].but(required=True), EVACUATION_ID, EVACUATION_RESULT["evacuation"].but(required=True),
     plan=dict(type="dict"),
     verification=dict(type="dict"),
     dest=dict(type="path", required=True),
     formats=dict(type="list", elements="str", choices=sorted(FORMATS), default=DEFAULT_FORMATS),
     prometheus_textfile=dict(type="path"),
-    mode=dict(type="str", default="0640"),
+    file_mode=dict(type="str", default="0640"),
 )
 
 # Runs on the control node from results already returned: no connection, no libvirt.

@@ -13,7 +13,6 @@ the migrate engine's parameters of each move (its MigrationRequest) and the ladd
 
 from __future__ import annotations
 
-from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import DEFAULT_DIRECTORY
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
     CONNECTION_ARGUMENT_SPEC,
     ConnectionSettings,
@@ -25,6 +24,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._migration.reque
 from ansible_collections.virtops.migration.plugins.module_utils._options import (
     ADDRESSES,
     CONCURRENCY,
+    EVACUATION_ID,
+    JOURNAL,
     LADDER,
     MIGRATION,
     SOURCE,
@@ -49,8 +50,8 @@ INTERRUPTED = "interrupted"
 # The evacuation's own options, then those of every move, as _options declares them for the
 # migrate module; an evacuation copies disks that are not shared unless told otherwise.
 EVACUATE_ARGUMENT_SPEC = argument_spec(
-    LADDER, MIGRATION, STORAGE["copy_storage"].but(default="all"), CONCURRENCY, ADDRESSES, SOURCE,
-    evacuation_id=dict(type="str", required=True),
+    LADDER, MIGRATION, STORAGE["copy_storage"].but(default="all"), CONCURRENCY, ADDRESSES, SOURCE, EVACUATION_ID,
+    JOURNAL,
     moves=dict(type="list", elements="dict", default=[]),
     skipped=dict(type="list", elements="dict", default=[]),
     settle_only=dict(type="bool", default=False),
@@ -60,7 +61,6 @@ EVACUATE_ARGUMENT_SPEC = argument_spec(
     replacement_hosts=dict(type="list", elements="str", default=[]),
     use_planned_bandwidth=dict(type="bool", default=False),
     source_throughput_mib_s=dict(type="float"),
-    journal_dir=dict(type="path", default=DEFAULT_DIRECTORY),
     run_tag=dict(type="str"),
 )
 # The options every move passes on to the migrate engine.

@@ -25,7 +25,12 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.reco
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.request import ACTIVE_STATES
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
-from ansible_collections.virtops.migration.plugins.module_utils._options import FACTS, SOURCE, argument_spec
+from ansible_collections.virtops.migration.plugins.module_utils._options import (
+    EVACUATION_RESULT,
+    FACTS,
+    SOURCE,
+    argument_spec,
+)
 
 SHUTOFF = "shutoff"
 
@@ -156,8 +161,7 @@ def run_restore_plan(module):
 # The evacuation_verify module: after an evacuation (its result) or a restore (the restore plan and
 # what the moves back and the starts registered).
 EVACUATION_VERIFY_ARGUMENT_SPEC = argument_spec(
-    SOURCE["source"].but(required=True), FACTS,
-    evacuation=dict(type="dict"),
+    SOURCE["source"].but(required=True), FACTS, EVACUATION_RESULT,
     restore=dict(type="dict"),
     moved=dict(type="list", elements="dict"),
     started=dict(type="list", elements="dict"),

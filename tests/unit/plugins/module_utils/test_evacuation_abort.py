@@ -100,8 +100,8 @@ def test_check_mode_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (dict(evacuation_id="../x"), "evacuation_id must be"),
-    (dict(timeout=-1), "timeout must be between 0 and 86400"),
-    (dict(timeout=10 ** 9), "timeout must be between 0 and 86400"),
+    (dict(wait_timeout=-1), "wait_timeout must be between 0 and 86400"),
+    (dict(wait_timeout=10 ** 9), "wait_timeout must be between 0 and 86400"),
 ])
 def test_bad_input_is_refused(capsys, tmp_path, args, message):
     params = dict(evacuation_id="evacuate-hv1", journal_dir=str(tmp_path / "j"))

@@ -83,10 +83,10 @@ def test_check_mode_writes_nothing(run, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (dict(evacuation_id="../etc/passwd"), "is not a valid file name"),
-    (dict(evacuation_id=".hidden"), "is not a valid file name"),
-    (dict(mode="rw-r-----"), "must be an octal file mode"),
-    (dict(mode="0999"), "must be an octal file mode"),
+    (dict(evacuation_id="../etc/passwd"), "evacuation_id must be 1 to 100 letters"),
+    (dict(evacuation_id=".hidden"), "evacuation_id must be 1 to 100 letters"),
+    (dict(file_mode="rw-r-----"), "must be an octal file mode"),
+    (dict(file_mode="0999"), "must be an octal file mode"),
     (dict(formats=[]), "there is nothing to write"),
     (dict(formats=["html"]), "value of formats must be one or more of"),
     (dict(prometheus_textfile="/tmp/metrics.txt"), "must end in .prom"),

@@ -19,13 +19,17 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connect
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.run import EVACUATE_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._migration.task import MIGRATE_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._planning.run import EVACUATION_PLAN_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.abort import EVACUATION_ABORT_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.report_files import EVACUATION_REPORT_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.verify import (
     EVACUATION_VERIFY_MODULE,
     RESTORE_PLAN_MODULE,
 )
 from ansible_collections.virtops.migration.plugins.modules import (
     evacuate,
+    evacuation_abort,
     evacuation_plan,
+    evacuation_report,
     evacuation_verify,
     host_info,
     migrate,
@@ -44,6 +48,8 @@ MODULES = dict(
     host_info=(host_info, HOST_INFO_MODULE),
     evacuation_verify=(evacuation_verify, EVACUATION_VERIFY_MODULE),
     restore_plan=(restore_plan, RESTORE_PLAN_MODULE),
+    evacuation_report=(evacuation_report, EVACUATION_REPORT_MODULE),
+    evacuation_abort=(evacuation_abort, EVACUATION_ABORT_MODULE),
 )
 # Every shared declaration, by option name, with the doc fragment section it is rendered in.
 DECLARED = dict((name, (group, option)) for group, options in _options.GROUPS.items() for name, option in options.items())
