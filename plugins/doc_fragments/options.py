@@ -38,3 +38,4 @@ options: {}
     EVACUATION_ID: str = _render("evacuation_id")
     JOURNAL: str = _render("journal")
     EVACUATION_RESULT: str = _render("evacuation_result")
+    PLANNING: str = _render("planning")

@@ -32,6 +32,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migration.ladde
     POSTCOPY_CHOICES,
     TIMEOUT_ACTIONS,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import DEFAULT_SETUP_SECONDS
 
 COPY_STORAGE = ("none", "all", "incremental")
 COMPRESSION_METHODS = ("xbzrle", "mt")
@@ -312,11 +313,27 @@ EVACUATION_RESULT = _group(
         "RV(virtops.migration.evacuate#module:summary), or its C(msg)."]),
 )
 
+# --- planning the moves of many domains (evacuation_plan, upgrade_plan) ----------------
+
+DO_NOT_MIGRATE_POLICIES = ("skip", "cold", "shutdown")
+DEFAULT_SHUTDOWN_SECONDS = 30.0
+
+PLANNING = _group(
+    Option("exclude", "list", elements="str", default=[], description=[
+        "Hosts never used as destinations. M(virtops.migration.upgrade_plan) does not upgrade them either."]),
+    Option("do_not_migrate_default", "str", default="skip", choices=DO_NOT_MIGRATE_POLICIES, description=[
+        "The policy of a domain whose C(do_not_migrate) label is C(true) - C(skip), C(cold) or C(shutdown)."]),
+    Option("setup_seconds", "float", default=DEFAULT_SETUP_SECONDS, description=[
+        "Fixed overhead of each migration - connecting, starting QEMU on the destination, moving the definition."]),
+    Option("shutdown_seconds", "float", default=DEFAULT_SHUTDOWN_SECONDS, description=[
+        "Expected time of a guest's graceful shutdown (cold moves of running domains, and policy C(shutdown))."]),
+)
+
 # The groups by the name of their section in the virtops.migration.options doc fragment.
 GROUPS = dict(connection=CONNECTION, ladder=LADDER, migration=MIGRATION, storage=STORAGE, mode=MODE,
               capacity=CAPACITY, concurrency=CONCURRENCY, addresses=ADDRESSES, source=SOURCE,
               facts=FACTS, domains=DOMAINS, evacuation_id=EVACUATION_ID, journal=JOURNAL,
-              evacuation_result=EVACUATION_RESULT)
+              evacuation_result=EVACUATION_RESULT, planning=PLANNING)
 
 
 def argument_spec(*options, **local):

@@ -63,6 +63,7 @@ extends_documentation_fragment:
   - virtops.migration.options.source
   - virtops.migration.options.facts
   - virtops.migration.options.domains
+  - virtops.migration.options.planning
 options:
   source:
     required: true
@@ -135,24 +136,12 @@ options:
     type: str
     choices: [auto, allow, deny]
     default: auto
-  exclude:
-    description:
-      - Hosts never used as destinations.
-    type: list
-    elements: str
-    default: []
   count_shutoff_domains:
     description:
       - Count the memory and vCPUs of persistent shut-off domains on a destination as used - they may start again.
         Applies to shut-off domains this plan moves there, too.
     type: bool
     default: true
-  do_not_migrate_default:
-    description:
-      - The policy of a domain whose C(do_not_migrate) label is C(true) - C(skip), C(cold) or C(shutdown).
-    type: str
-    choices: [skip, cold, shutdown]
-    default: skip
   live_fallback:
     description:
       - What happens to a domain that cannot move live - blocking devices, or predicted not to converge.
@@ -175,16 +164,6 @@ options:
     default: 0.0
   max_downtime:
     default: 300
-  setup_seconds:
-    description:
-      - Fixed overhead of each migration - connecting, starting QEMU on the destination, moving the definition.
-    type: float
-    default: 2.0
-  shutdown_seconds:
-    description:
-      - Expected time of a guest's graceful shutdown (cold moves of running domains, and policy C(shutdown)).
-    type: float
-    default: 30.0
 notes:
   - The plan is only as good as the facts - measure the bandwidth and the dirty rates (C(virtops.migration.host_info))
     and pre-check the pairs (C(virtops.migration.precheck)) for predictions one can hold it to.

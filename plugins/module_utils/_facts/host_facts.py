@@ -27,6 +27,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import constant
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.storage import LOCAL, parse_mountinfo, plan_storage
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
+from ansible_collections.virtops.migration.plugins.module_utils._options import DO_NOT_MIGRATE_POLICIES
 
 try:
     from cryptography import x509
@@ -39,7 +40,6 @@ except ImportError:  # the certificate facts say so instead
 #     <vo:anti_affinity>db</vo:anti_affinity><vo:do_not_migrate>skip</vo:do_not_migrate>
 #   </vo:policy></metadata>
 METADATA_NS = "urn:virtops:migration:1"
-DO_NOT_MIGRATE_POLICIES = ("skip", "cold", "shutdown")
 
 # Where hosts keep the marker that takes them out of placement (evacuate_host.yml writes it).
 MAINTENANCE_FILE = "/var/lib/virtops-migration/maintenance"

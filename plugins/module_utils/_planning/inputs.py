@@ -26,18 +26,20 @@ from ansible_collections.virtops.migration.plugins.module_utils._options import 
     CONCURRENCY,
     DOMAINS,
     FACTS,
+    DEFAULT_SHUTDOWN_SECONDS,
+    DO_NOT_MIGRATE_POLICIES as POLICIES,
     LADDER,
+    PLANNING,
     SOURCE,
     argument_spec,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import DEFAULT_SETUP_SECONDS, LADDER_ORDER
+from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import LADDER_ORDER
 
 
 MIB = 1024 * 1024
 # Assumed when the source's bandwidth was not measured and no budget is given: about what
 # one 1 Gbit/s link carries. Deliberately low: an unmeasured plan should not promise speed.
 DEFAULT_BANDWIDTH_MIB_S = 112.0
-DEFAULT_SHUTDOWN_SECONDS = 30.0
 # At most this many host names are listed per reason of an unplaceable domain.
 MAX_NAMES = 5
 
@@ -47,7 +49,6 @@ DOMAIN_STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff
                  "unknown")
 LIVE_STATES = frozenset(("running", "blocked", "paused"))
 INACTIVE_STATES = frozenset(("shutoff", "crashed"))
-POLICIES = ("skip", "cold", "shutdown")
 UNCHECKED_PAIRS = ("auto", "allow", "deny")
 LIVE_FALLBACKS = ("none", "cold")
 VERDICTS = ("ok", "warn", "block")
@@ -74,19 +75,15 @@ _PRECHECK_OPTIONS = dict(
 EVACUATION_PLAN_ARGUMENT_SPEC = argument_spec(
     LADDER["max_downtime"].but(default=QEMU_DEFAULT_DOWNTIME_MS),
     *[option for name, option in LADDER.items() if name != "max_downtime"],
-    CAPACITY, CONCURRENCY, SOURCE["source"].but(required=True), FACTS, DOMAINS,
+    CAPACITY, CONCURRENCY, SOURCE["source"].but(required=True), FACTS, DOMAINS, PLANNING,
     dirty_rates=dict(type="dict", default={}),
     source_bandwidth_mib_s=dict(type="float"),
     prechecks=dict(type="list", elements="dict", default=[], options=_PRECHECK_OPTIONS),
     unchecked_pairs=dict(type="str", default="auto", choices=list(UNCHECKED_PAIRS)),
-    exclude=dict(type="list", elements="str", default=[]),
     count_shutoff_domains=dict(type="bool", default=True),
-    do_not_migrate_default=dict(type="str", default="skip", choices=list(POLICIES)),
     live_fallback=dict(type="str", default="none", choices=list(LIVE_FALLBACKS)),
     bandwidth_budget_mib_s=dict(type="float"),
     assumed_dirty_rate_mib_s=dict(type="float", default=0.0),
-    setup_seconds=dict(type="float", default=DEFAULT_SETUP_SECONDS),
-    shutdown_seconds=dict(type="float", default=DEFAULT_SHUTDOWN_SECONDS),
 )
 
 

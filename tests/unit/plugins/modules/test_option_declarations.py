@@ -25,6 +25,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.veri
     EVACUATION_VERIFY_MODULE,
     RESTORE_PLAN_MODULE,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._planning.upgrade import UPGRADE_PLAN_MODULE
 from ansible_collections.virtops.migration.plugins.modules import (
     evacuate,
     evacuation_abort,
@@ -35,6 +36,7 @@ from ansible_collections.virtops.migration.plugins.modules import (
     migrate,
     precheck,
     restore_plan,
+    upgrade_plan,
 )
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -50,6 +52,7 @@ MODULES = dict(
     restore_plan=(restore_plan, RESTORE_PLAN_MODULE),
     evacuation_report=(evacuation_report, EVACUATION_REPORT_MODULE),
     evacuation_abort=(evacuation_abort, EVACUATION_ABORT_MODULE),
+    upgrade_plan=(upgrade_plan, UPGRADE_PLAN_MODULE),
 )
 # Every shared declaration, by option name, with the doc fragment section it is rendered in.
 DECLARED = dict((name, (group, option)) for group, options in _options.GROUPS.items() for name, option in options.items())
