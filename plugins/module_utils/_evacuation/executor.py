@@ -24,8 +24,10 @@ class Executor(abc.ABC):
     """What the evacuation asks of the hypervisors; LibvirtExecutor does it, the unit tests fake it.
 
     Records are the journal's MoveRecords; ``where`` answers are dictionaries with ``source``
-    and ``destination`` (None, or ``active``, ``state``, ``persistent``, ``postcopy_failed``)
-    and ``job`` (a migration job runs on the source).
+    and ``destination`` (None, or ``active``, ``state``, ``persistent``, ``postcopy_failed``),
+    ``job`` (a migration job runs on the source) and ``unknown`` (why each host that could hold
+    the domain and did not answer is in doubt; nothing is started or defined while it is not empty).
+    A destination that goes away makes its answers unknown; it never raises through the evacuation.
     """
 
     @abc.abstractmethod

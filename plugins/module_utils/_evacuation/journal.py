@@ -44,6 +44,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.reco
     SHUT_DOWN,
     SKIPPED,
     STATUSES,
+    UNKNOWN,
     MoveRecord,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import VirtopsError
@@ -151,8 +152,9 @@ class Journal(object):
             return record, "new"
         if record["status"] in DONE:
             return record, "done"
-        if record["status"] == IN_FLIGHT:
-            return record, "in_flight"
+        if record["status"] in (IN_FLIGHT, UNKNOWN):
+            # Settled first (where is it now?); never re-planned while that is not known.
+            return record, record["status"]
         record.replan(move)
         return record, "replanned"
 
@@ -221,6 +223,7 @@ class Journal(object):
             failed=counts[FAILED],
             skipped=counts[SKIPPED],
             shut_down=counts[SHUT_DOWN],
+            unknown=counts[UNKNOWN],
             mib_sent=round(sent / MIB, 1),
             moved_mib=round(moved_memory, 1),
             moved_mib_this_run=round(moved_now, 1),
@@ -246,6 +249,8 @@ class Journal(object):
         line = "%s s: moved %d/%d, in flight %d%s, failed %d, pending %d" % (
             totals["elapsed_s"], totals["moved"] + totals["shut_down"], totals["domains"] - totals["skipped"],
             totals["in_flight"], " (%s)" % ", ".join(flying) if flying else "", totals["failed"], totals["pending"])
+        if totals.get("unknown"):
+            line += ", UNKNOWN %d (a host did not answer)" % totals["unknown"]
         line += ", %s MiB sent" % totals["mib_sent"]
         if totals.get("throughput_mib_s") is not None:
             line += ", %s MiB/s" % totals["throughput_mib_s"]

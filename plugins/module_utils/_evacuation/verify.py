@@ -21,7 +21,7 @@ Entry points of the evacuation_verify and restore_plan modules.
 
 from __future__ import annotations
 
-from ansible_collections.virtops.migration.plugins.module_utils._evacuation.record import FAILED, MOVED, SHUT_DOWN
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.record import FAILED, MOVED, SHUT_DOWN, UNKNOWN
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.request import ACTIVE_STATES
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
@@ -130,7 +130,8 @@ def _check_facts(params):
 
 def failures(records):
     """One line per domain the evacuation failed to move, with its error."""
-    return ["%s failed: %s." % (rec["domain"], rec.get("error")) for rec in records if rec["status"] == FAILED]
+    return ["%s %s: %s." % (rec["domain"], "failed" if rec["status"] == FAILED else "is left alone, where it is unknown",
+                            rec.get("error")) for rec in records if rec["status"] in (FAILED, UNKNOWN)]
 
 
 def run_evacuation_verify(module):

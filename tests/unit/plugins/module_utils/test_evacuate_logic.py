@@ -18,6 +18,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation impo
 from ansible_collections.virtops.migration.plugins.module_utils._planning import schedule as ev_schedule
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     DomainStateError,
+    LibvirtError,
     MigrationFailed,
     ParameterError,
     PostcopyFailed,
@@ -99,6 +100,8 @@ class FakeExecutor(ev_executor.Executor):
         self.exclusive_violations = []
         self.jobs = {}          # name -> remaining seconds of a job "libvirt" still runs (adopted)
         self.restarted = []
+        self.unreachable = set()   # destinations that do not answer (locate lists them as unknown)
+        self.lost = set()          # destinations whose cached connection raises on use
         clock.hooks.append(self.tick)
 
     # time passes: finish moves whose time has come
@@ -170,8 +173,13 @@ class FakeExecutor(ev_executor.Executor):
         return handle
 
     def locate(self, record):
+        if record.get("destination") in self.lost:
+            raise LibvirtError("looking up the domain on %s: End of file while reading data: "
+                               "Input/output error" % record["destination"])
         here = self.where.get(record["domain"])
-        out = dict(source=None, destination=None, job=record["domain"] in self.jobs)
+        out = dict(source=None, destination=None, job=record["domain"] in self.jobs,
+                   unknown=["%s did not answer" % record["destination"]]
+                   if record.get("destination") in self.unreachable else [])
         if here is None:
             return out
         state = dict(active=here["active"], state="running" if here["active"] else "shutoff",
@@ -179,7 +187,7 @@ class FakeExecutor(ev_executor.Executor):
                      postcopy_failed=here.get("postcopy_failed", False))
         if here["host"] == SOURCE:
             out["source"] = state
-        elif here["host"] == record.get("destination"):
+        elif here["host"] == record.get("destination") and not out["unknown"]:
             out["destination"] = state
         return out
 
@@ -208,6 +216,7 @@ class FakeExecutor(ev_executor.Executor):
         return "requested"
 
     def ensure_running(self, record, handle):
+        self.locate(record)     # as LibvirtExecutor does, it looks first
         here = self.where.get(record["domain"])
         if here and not here["active"] and record.get("state") in ev_request.ACTIVE_STATES:
             here["active"] = True
@@ -543,6 +552,88 @@ def test_an_unwatched_cold_move_that_left_the_domain_off_starts_it_on_the_destin
     request = ev_request.EvacuationRequest(params([], settle_only=True))
     report = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
     assert status(report) == {"c": "moved"} and executor.where["c"]["active"]
+
+
+def settle_with_an_unreachable_destination(where):
+    journal = Journal.new("ev-test", SOURCE)
+    journal.merge_move(move("c", "hv2", 1, mode="cold"))
+    journal.record("c")["status"] = "in_flight"
+    clock = Clock()
+    executor = FakeExecutor(clock, where)
+    executor.unreachable.add("hv2")
+    request = ev_request.EvacuationRequest(params([], settle_only=True))
+    report = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
+    return report, executor, journal
+
+
+def test_settling_never_starts_a_domain_while_its_destination_does_not_answer():
+    # Issue 11, hole 1: the source keeps an inactive definition, hv2 does not answer. The domain may run on hv2:
+    # before the fix the settling run took "no answer" for "absent" and started it on the source.
+    report, executor, journal = settle_with_an_unreachable_destination({"c": dict(host=SOURCE, active=False)})
+    assert executor.restarted == [] and not executor.where["c"]["active"]
+    assert status(report) == {"c": "unknown"} and report["result"] == "interrupted"
+    assert "hv2 did not answer" in journal.record("c")["error"]
+    assert any("UNKNOWN" in line for line in report["summary"])
+    assert report["totals"]["unknown"] == 1 and "UNKNOWN 1" in report["progress"]
+
+
+def test_an_unknown_domain_is_settled_by_the_next_run_once_every_host_answers():
+    report, executor, journal = settle_with_an_unreachable_destination({"c": dict(host="hv2", active=True)})
+    assert status(report) == {"c": "unknown"}
+    executor.unreachable.clear()
+    again = ev_engine.Evacuation(ev_request.EvacuationRequest(params([move("c", "hv3", 1, mode="cold")])), journal,
+                                 FakeStore(), executor, clock=executor.clock, sleep=executor.clock.sleep).run()
+    assert status(again) == {"c": "moved"} and journal.record("c")["destination"] == "hv2"
+    assert executor.started == []
+
+
+def test_a_failed_move_to_a_destination_that_stopped_answering_starts_nothing():
+    # Hole 1 on the restart path (ensure_running): the cold move shut it down, then hv2 stopped answering.
+    clock = Clock()
+    request = ev_request.EvacuationRequest(params([move("c", "hv2", 1, mode="cold")], on_failure="leave"))
+    executor = FakeExecutor(clock, {"c": dict(host=SOURCE, active=False)}, {"c": [(1.0, "failed")]})
+    executor.unreachable.add("hv2")
+    report = ev_engine.Evacuation(request, Journal.new("ev-test", SOURCE), FakeStore(), executor, clock=clock,
+                                  sleep=clock.sleep).run()
+    assert executor.restarted == [] and status(report) == {"c": "unknown"} and report["result"] == "failed"
+
+
+def test_a_destination_that_goes_away_fails_only_its_own_moves():
+    # Issue 11, hole 2: the cached connection to hv2 raises once hv2 is gone. Before the fix the error went
+    # through the run loop: the evacuation stopped and the journal stayed "running" with "b" in flight.
+    clock = Clock()
+    moves = [move("a", "hv3", 1), move("b", "hv2", 2), move("d", "hv3", 3)]
+    request = ev_request.EvacuationRequest(params(moves, on_failure="replace", replacement_hosts=["hv2", "hv3"],
+                                                  retries=0, max_parallel_per_source=3))
+    executor = FakeExecutor(clock, dict((m["domain"], dict(host=SOURCE, active=True)) for m in moves),
+                            {"b": [(1.0, "failed"), (1.0, "ok")], "a": [(3.0, "ok")], "d": [(3.0, "ok")]})
+    store = FakeStore()
+    journal = Journal.new("ev-test", SOURCE)
+
+    def lose_hv2(now):
+        if now >= 1000.5:
+            executor.lost.add("hv2")
+    clock.hooks.append(lose_hv2)
+    report = ev_engine.Evacuation(request, journal, store, executor, clock=clock, sleep=clock.sleep).run()
+    assert store.saved[-1]["phase"] == "finished"
+    assert all(r["status"] != "in_flight" for r in store.saved[-1]["domains"].values())
+    assert status(report)["a"] == "moved" and status(report)["d"] == "moved"
+    assert status(report)["b"] == "unknown" and "Input/output error" in journal.record("b")["error"]
+    assert executor.where["b"]["active"] and executor.restarted == []
+
+
+def test_a_move_to_a_destination_that_stopped_answering_is_re_placed_while_it_runs_on_the_source():
+    clock = Clock()
+    moves = [move("a", "hv3", 1), move("b", "hv2", 2)]
+    request = ev_request.EvacuationRequest(params(moves, on_failure="replace", replacement_hosts=["hv2", "hv3"],
+                                                  retries=0))
+    executor = FakeExecutor(clock, dict((m["domain"], dict(host=SOURCE, active=True)) for m in moves),
+                            {"b": [(1.0, "failed: cannot connect to hv2"), (1.0, "ok")]})
+    executor.unreachable.add("hv2")
+    report = ev_engine.Evacuation(request, Journal.new("ev-test", SOURCE), FakeStore(), executor, clock=clock,
+                                  sleep=clock.sleep).run()
+    assert status(report) == {"a": "moved", "b": "moved"} and report["result"] == "completed"
+    assert [d for _t, n, d in executor.started if n == "b"] == ["hv2", "hv3"]
 
 
 def settle_a_transient_arrival(refuse_define=False):
