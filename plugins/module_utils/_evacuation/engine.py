@@ -168,6 +168,7 @@ class Evacuation(object):
             return
         if (src is not None and src.get("postcopy_failed")) or (dst is not None and dst.get("postcopy_failed")):
             record.move_to(PENDING)
+            record["postcopy_to"] = target
             self.note(record, "a post-copy migration to %s failed while no evacuation watched it: it is resumed"
                       % target)
         elif record.get("mode") == SHUTDOWN:
@@ -389,6 +390,7 @@ class Evacuation(object):
             return
         record.move_to(MOVED)
         record["destination"] = handle.destination
+        record["postcopy_to"] = None
         record["operation"] = result.get("operation")
         if result.get("operation") == "none":
             self.note(record, "already on %s: nothing to do (%s)" % (handle.destination, result.get("reason")))
@@ -420,6 +422,8 @@ class Evacuation(object):
         error = handle.error
         kind = classify(error, self.aborting)
         record["error"] = error.msg
+        if kind == POSTCOPY:
+            record["postcopy_to"] = handle.destination
         if isinstance(error, MigrationFailed) or handle.mode != LIVE:
             if self.unknown(record, self.executor.locate(record)):
                 return

@@ -52,7 +52,8 @@ PLAN_KEYS = ("uuid", "mode", "order", "wave", "exclusive", "memory_mib", "local_
 # What the evacuation records of the attempts, at their initial value.
 RUN_FIELDS = dict(attempts=0, history=list, started_at=None, finished_at=None, seconds=None, downtime_ms=None,
                   total_ms=None, bytes_sent=None, memory_bytes=None, average_mib_s=None, escalations=list,
-                  completed_by=None, operation=None, error=None, notes=list, progress=None)
+                  completed_by=None, operation=None, error=None, notes=list, progress=None,
+                  postcopy_to=None)
 
 
 class TransitionError(VirtopsError):
@@ -108,7 +109,8 @@ class MoveRecord(dict):
             if move.get(key) is not None:
                 self[key] = move.get(key)
         self["planned_destination"] = move.get("destination")
-        self["destination"] = move.get("destination")
+        # A failed post-copy migration is finished only where the other half of its memory is.
+        self["destination"] = self.get("postcopy_to") or move.get("destination")
         self.move_to(PENDING)
         self["error"] = None
 

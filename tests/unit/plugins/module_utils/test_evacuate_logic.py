@@ -636,6 +636,28 @@ def test_a_move_to_a_destination_that_stopped_answering_is_re_placed_while_it_ru
     assert [d for _t, n, d in executor.started if n == "b"] == ["hv2", "hv3"]
 
 
+def test_a_failed_postcopy_is_resumed_on_its_own_destination_after_a_re_plan():
+    # Issue 11, hole 5: the run died with a post-copy migration to hv2 failed; the new plan says hv3. Before the fix
+    # the journal took hv3, and the migrate engine (decide) found only one half: "cannot be put back together".
+    journal = Journal.new("ev-test", SOURCE)
+    journal.merge_move(move("p", "hv2", 1))
+    journal.record("p")["status"] = "in_flight"
+    clock = Clock()
+    executor = FakeExecutor(clock, {"p": dict(host=SOURCE, active=False, postcopy_failed=True)})
+    request = ev_request.EvacuationRequest(params([move("p", "hv3", 1)]))
+    report = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
+    assert [d for _t, _n, d in executor.started] == ["hv2"]
+    assert status(report) == {"p": "moved"} and journal.record("p")["destination"] == "hv2"
+    assert journal.record("p")["postcopy_to"] is None
+
+
+def test_a_postcopy_that_failed_in_this_run_stays_pinned_through_a_later_plan():
+    report, executor, _store, journal = run([move("p", "hv2", 1)], {"p": [(0.5, "postcopy_fail")]}, retries=0)
+    assert status(report) == {"p": "failed"} and journal.record("p")["postcopy_to"] == "hv2"
+    again, executor2, _s, _j = run([move("p", "hv3", 1)], journal=journal, where=executor.where)
+    assert [d for _t, _n, d in executor2.started] == ["hv2"]
+
+
 def settle_a_transient_arrival(refuse_define=False):
     """A run died after libvirt completed a live move and before it defined the domain on the destination;
     a settling run finds it there, transient."""
