@@ -59,6 +59,8 @@ COMPLETED = "completed"
 ABORTED = "aborted"
 
 MIB = 1024.0 * 1024.0
+# What every journal of this format holds besides its domains, and of which type.
+REQUIRED_KEYS = (("evacuation_id", str), ("runs", list), ("phase", str))
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -114,9 +116,18 @@ class Journal(object):
             raise JournalError("%s is not valid JSON (%s): move it away to start a new evacuation" % (path, err))
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("domains"), dict):
             raise JournalError("%s is not an evacuation journal of format %d" % (path, FORMAT))
+        missing = [key for key, kind in REQUIRED_KEYS if not isinstance(data.get(key), kind)]
+        if missing:
+            raise JournalError("%s is incomplete (no valid %s): move it away to start a new evacuation"
+                               % (path, ", ".join(missing)))
         for name, record in data["domains"].items():
             if not isinstance(record, dict) or record.get("status") not in STATUSES:
                 raise JournalError("%s: the entry of %s has no valid status" % (path, name))
+            if record.get("domain") != name:
+                raise JournalError("%s: the entry of %s does not name its domain (domain: %r)"
+                                   % (path, name, record.get("domain")))
+        if not all(isinstance(run, dict) for run in data["runs"]):
+            raise JournalError("%s: its runs are not a list of runs" % path)
         return cls(data)
 
     def to_json(self):

@@ -783,6 +783,27 @@ def test_a_corrupt_journal_is_refused_with_a_clear_message(tmp_path):
         store.load()
 
 
+@pytest.mark.parametrize("change,message", [
+    (lambda data: data.pop("runs"), "no valid runs"),
+    (lambda data: data.update(runs="x"), "no valid runs"),
+    (lambda data: data.update(runs=[1]), "runs are not a list"),
+    (lambda data: data.pop("evacuation_id"), "no valid evacuation_id"),
+    (lambda data: data["domains"]["a"].pop("domain"), "does not name its domain"),
+])
+def test_a_partial_journal_is_refused_with_a_clear_message(tmp_path, change, message):
+    # Issue 11, hole 7: before the fix these raised KeyError (a traceback) in the evacuation.
+    journal = Journal.new("x", SOURCE)
+    journal.merge_move(move("a", "hv2", 1))
+    data = json.loads(journal.to_json())
+    change(data)
+    store = JournalStore(str(tmp_path), "x")
+    with open(store.path, "w") as handle:
+        json.dump(data, handle)
+    with pytest.raises(JournalError) as err:
+        store.load()
+    assert message in str(err.value)
+
+
 @pytest.mark.parametrize("value", ["", "../x", "a/b", ".hidden", "x" * 101, "a b", None])
 def test_bad_evacuation_ids_are_refused(value):
     with pytest.raises(JournalError):
