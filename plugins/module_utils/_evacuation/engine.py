@@ -186,6 +186,8 @@ class Evacuation(object):
             if ran and not dst["active"]:
                 for note in self.executor.start_on(record, target):
                     self.note(record, note)
+            elif not self.resumed(record, target, dst.get("state")):
+                return
             record.move_to(MOVED)
             record["finished_at"] = utc_now()
             stats = self.executor.completed_stats(record) or {}
@@ -223,6 +225,23 @@ class Evacuation(object):
         self.note(record, record["error"])
         self.warn("%s: %s" % (record["domain"], record["error"]))
         return True
+
+    def resumed(self, record, host, arrived):
+        """A domain that ran arrived paused on ``host`` (timeout_action=pause, a cold move with disks): resume it.
+
+        Whether it now runs as it did; when it could not be resumed, the move is not done: FAILED, with why.
+        """
+        if record.get("state") != "running" or arrived != "paused":
+            return True
+        problem = self.executor.resume_on(record, host)
+        if problem is None:
+            self.note(record, "it arrived paused on %s: resumed it" % host)
+            return True
+        record.move_to(FAILED)
+        record["error"] = "it arrived paused on %s and could not be resumed (%s): not done" % (host, problem)
+        self.note(record, record["error"])
+        self.warn("%s: %s" % (record["domain"], record["error"]))
+        return False
 
     def persist_on(self, record, host):
         """Define on ``host`` a domain that runs there as a transient one; whether that worked.
@@ -388,8 +407,11 @@ class Evacuation(object):
             self.note(record, "shut down in place (%s), as its do_not_migrate policy says" % result.get("how", "graceful"))
             self.changed = True
             return
-        record.move_to(MOVED)
         record["destination"] = handle.destination
+        arrived = ((result.get("state") or {}).get("destination") or {}).get("state")
+        if not self.resumed(record, handle.destination, arrived):
+            return
+        record.move_to(MOVED)
         record["postcopy_to"] = None
         record["operation"] = result.get("operation")
         if result.get("operation") == "none":
@@ -411,7 +433,6 @@ class Evacuation(object):
         record["average_mib_s"] = result.get("average_bandwidth_mib_s")
         if result.get("cold"):
             record["cold"] = result["cold"]
-        arrived = ((result.get("state") or {}).get("destination") or {}).get("state")
         if record.get("state") in ACTIVE_STATES and arrived not in (None,) + ACTIVE_STATES:
             # A cold move resumed after an interruption found it shut off: it ran before, so it runs again.
             for note in self.executor.start_on(record, handle.destination):

@@ -71,6 +71,10 @@ class Executor(abc.ABC):
         """Start a domain that ran before the evacuation on ``host`` (None: the source); notes."""
 
     @abc.abstractmethod
+    def resume_on(self, record, host):
+        """Resume the domain paused on ``host``; None, or what went wrong."""
+
+    @abc.abstractmethod
     def can_take(self, record, host, committed_mib):
         """(whether ``host`` can take the domain as a replacement destination, why not)."""
 

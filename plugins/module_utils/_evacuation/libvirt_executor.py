@@ -325,6 +325,21 @@ class LibvirtExecutor(Executor):
             return ["could not start it on %s: %s" % (where, err.msg)]
         return ["started it on %s (it ran before the evacuation)" % where]
 
+    def resume_on(self, record, host):
+        """Resume the domain that arrived paused on ``host``; None, or what went wrong."""
+        hypervisor = self._destination(host)
+        if hypervisor is None:
+            return "%s is unreachable" % host
+        try:
+            dom = hypervisor.domain(record.get("uuid") or record["domain"])
+            if dom is None:
+                return "%s no longer holds it" % host
+            call("resuming %s on %s" % (record["domain"], host), dom.resume)
+        except VirtopsError as err:
+            self._lost(host, err)
+            return err.msg
+        return None
+
     def can_take(self, record, host, committed_mib):
         dest = self._destination(host)
         if dest is None:

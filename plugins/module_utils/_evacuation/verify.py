@@ -55,7 +55,9 @@ def evacuation_problems(source, records, facts):
             there = _named(facts, rec.get("destination"), name)
             if not there:
                 problems.append("%s is not on %s" % (name, rec.get("destination")))
-            elif rec.get("state") in ACTIVE_STATES and there[0].get("state") not in ACTIVE_STATES:
+            elif rec.get("state") in ACTIVE_STATES and there[0].get("state") not in ACTIVE_STATES \
+                    or rec.get("state") == "running" and there[0].get("state") != "running":
+                # One that ran and is paused there is not done: paused is not running.
                 problems.append("%s is %s on %s" % (name, there[0].get("state"), rec.get("destination")))
             elif not there[0].get("persistent"):
                 problems.append("%s is not persistent on %s" % (name, rec.get("destination")))

@@ -102,6 +102,8 @@ class FakeExecutor(ev_executor.Executor):
         self.restarted = []
         self.unreachable = set()   # destinations that do not answer (locate lists them as unknown)
         self.lost = set()          # destinations whose cached connection raises on use
+        self.resumed = []
+        self.refuse_resume = False
         clock.hooks.append(self.tick)
 
     # time passes: finish moves whose time has come
@@ -182,7 +184,8 @@ class FakeExecutor(ev_executor.Executor):
                    if record.get("destination") in self.unreachable else [])
         if here is None:
             return out
-        state = dict(active=here["active"], state="running" if here["active"] else "shutoff",
+        state = dict(active=here["active"],
+                     state=("paused" if here.get("paused") else "running") if here["active"] else "shutoff",
                      persistent=here.get("persistent", True),
                      postcopy_failed=here.get("postcopy_failed", False))
         if here["host"] == SOURCE:
@@ -229,6 +232,14 @@ class FakeExecutor(ev_executor.Executor):
         here["active"] = True
         self.restarted.append(record["domain"])
         return ["started it on %s" % (host or "the source")]
+
+    def resume_on(self, record, host):
+        here = self.where.get(record["domain"])
+        if self.refuse_resume:
+            return "refused"
+        here["paused"] = False
+        self.resumed.append(record["domain"])
+        return None
 
     def can_take(self, record, host, committed_mib):
         return (host != "hv9", "hv9 is full")
@@ -656,6 +667,55 @@ def test_a_postcopy_that_failed_in_this_run_stays_pinned_through_a_later_plan():
     assert status(report) == {"p": "failed"} and journal.record("p")["postcopy_to"] == "hv2"
     again, executor2, _s, _j = run([move("p", "hv3", 1)], journal=journal, where=executor.where)
     assert [d for _t, _n, d in executor2.started] == ["hv2"]
+
+
+def settle_a_paused_arrival(refuse_resume=False):
+    journal = Journal.new("ev-test", SOURCE)
+    journal.merge_move(move("c", "hv2", 1, mode="cold"))
+    journal.record("c")["status"] = "in_flight"
+    clock = Clock()
+    executor = FakeExecutor(clock, {"c": dict(host="hv2", active=True, paused=True)})
+    executor.refuse_resume = refuse_resume
+    request = ev_request.EvacuationRequest(params([], settle_only=True))
+    report = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
+    return report, executor, journal
+
+
+def test_a_domain_that_arrived_paused_is_resumed_when_settling():
+    # Issue 11, hole 4: a cold move with disks (or timeout_action=pause) arrived paused and the run died. Before the
+    # fix the settling run recorded it moved, and it stayed paused for good.
+    report, executor, journal = settle_a_paused_arrival()
+    assert status(report) == {"c": "moved"} and executor.resumed == ["c"] and not executor.where["c"]["paused"]
+    assert any("arrived paused on hv2: resumed it" in n for n in journal.record("c")["notes"])
+
+
+def test_a_paused_arrival_that_cannot_be_resumed_is_not_done():
+    report, executor, journal = settle_a_paused_arrival(refuse_resume=True)
+    assert status(report) == {"c": "failed"} and "could not be resumed (refused)" in journal.record("c")["error"]
+
+
+def test_a_move_that_reports_a_paused_arrival_is_resumed():
+    clock = Clock()
+    request = ev_request.EvacuationRequest(params([move("a", "hv2", 1)]))
+    executor = FakeExecutor(clock, {"a": dict(host=SOURCE, active=True)})
+    start = executor.start
+
+    def start_paused(record, destination):
+        handle = start(record, destination)
+        original = handle.poll
+
+        def poll():
+            done = original()
+            if done and handle.result:
+                handle.result["state"] = dict(destination=dict(state="paused"))
+                executor.where["a"]["paused"] = True
+            return done
+        handle.poll = poll
+        return handle
+    executor.start = start_paused
+    report = ev_engine.Evacuation(request, Journal.new("ev-test", SOURCE), FakeStore(), executor, clock=clock,
+                                  sleep=clock.sleep).run()
+    assert status(report) == {"a": "moved"} and executor.resumed == ["a"]
 
 
 def settle_a_transient_arrival(refuse_define=False):

@@ -89,3 +89,12 @@ def test_failures_name_each_failed_domain_with_its_error():
     from ansible_collections.virtops.migration.plugins.module_utils._evacuation.verify import failures
     records = [dict(rec("a", "moved", "hv2"), error=None), dict(rec("b", "failed", "hv2"), error="refused")]
     assert failures(records) == ["b failed: refused."]
+
+
+def test_a_domain_that_ran_and_is_paused_where_it_went_is_not_done():
+    # Issue 11, hole 4: the verification accepted "paused" as done.
+    records = [dict(domain="a", status="moved", destination="hv2", state="running")]
+    facts = {"hv1": {"domains": []}, "hv2": {"domains": [dict(name="a", state="paused", persistent=True)]}}
+    assert evacuation_problems("hv1", records, facts) == ["a is paused on hv2"]
+    paused_before = [dict(records[0], state="paused")]
+    assert evacuation_problems("hv1", paused_before, facts) == []
