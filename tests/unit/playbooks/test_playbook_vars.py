@@ -6,13 +6,12 @@ with Ansible's templating - and must be refused with a message that names it (is
 """
 
 import os
+import sys
 
 import pytest
 import yaml
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
 
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation import journal as _journal
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.request import ON_FAILURE
@@ -26,6 +25,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs
     POLICIES,
     UNCHECKED_PAIRS,
 )
+
+sys.path.insert(0, os.path.dirname(__file__))
+from templating import templating  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -41,9 +43,9 @@ CHECKS = dict((task["name"], task) for task in load("playbooks/tasks/check_vars.
 
 
 def expression(text):
-    """A task's expression, trusted, with the vars lookup as the 'vars' mapping it reads (no plugin loader here)."""
+    """A task's expression, with the vars lookup as the 'vars' mapping it reads (no plugin loader here)."""
     text = text.strip().replace("lookup('ansible.builtin.vars', item.key)", "vars[item.key]")
-    return trust_as_template(text.replace("lookup('ansible.builtin.vars', item)", "vars[item]"))
+    return text.replace("lookup('ansible.builtin.vars', item)", "vars[item]")
 
 
 def refusal(entries, variables):
@@ -55,20 +57,20 @@ def refusal(entries, variables):
     if result.error_messages:
         return "; ".join(result.error_messages)
     context = dict(DECLARED, check_vars_entries=list(entries), **variables)
-    templar = Templar(loader=DataLoader(), variables=dict(context, vars=context))
     for name in ("Refuse a string where a list is wanted", "Check that the numbers are within their bounds",
                  "Check the strings that must follow a pattern"):
         task = CHECKS[name]
-        items = templar.template(expression(task["loop"]))
+        with templating(dict(context, vars=context)) as evaluate:
+            items = evaluate(expression(task["loop"]))
         for item in items:
-            item_templar = Templar(loader=DataLoader(), variables=dict(context, vars=context, item=item))
-            when = task.get("when")
-            if when and not item_templar.evaluate_conditional(expression(when)):
-                continue
-            that = task["ansible.builtin.assert"]["that"]
-            for condition in (that if isinstance(that, list) else [that]):
-                if not item_templar.evaluate_conditional(expression(condition)):
-                    return item_templar.template(expression(task["ansible.builtin.assert"]["fail_msg"]))
+            with templating(dict(context, vars=context, item=item)) as evaluate:
+                when = task.get("when")
+                if when and not evaluate(expression(when), conditional=True):
+                    continue
+                that = task["ansible.builtin.assert"]["that"]
+                for condition in (that if isinstance(that, list) else [that]):
+                    if not evaluate(expression(condition), conditional=True):
+                        return evaluate(expression(task["ansible.builtin.assert"]["fail_msg"]))
     return None
 
 
