@@ -295,6 +295,10 @@ class LibvirtExecutor(Executor):
 
     def persist_on(self, record, host):
         """Define the transient domain running on ``host`` there; None, or what went wrong."""
+        return self._act_on(record, host, lambda hypervisor, dom: persist_where_it_runs(hypervisor, dom))
+
+    def _act_on(self, record, host, action):
+        """Do ``action(hypervisor, dom)`` to the domain on destination ``host``; None, or what went wrong."""
         hypervisor = self._destination(host)
         if hypervisor is None:
             return "%s is unreachable" % host
@@ -302,7 +306,7 @@ class LibvirtExecutor(Executor):
             dom = hypervisor.domain(record.get("uuid") or record["domain"])
             if dom is None:
                 return "%s no longer holds it" % host
-            persist_where_it_runs(hypervisor, dom)
+            action(hypervisor, dom)
         except VirtopsError as err:
             self._lost(host, err)
             return err.msg
@@ -327,18 +331,8 @@ class LibvirtExecutor(Executor):
 
     def resume_on(self, record, host):
         """Resume the domain that arrived paused on ``host``; None, or what went wrong."""
-        hypervisor = self._destination(host)
-        if hypervisor is None:
-            return "%s is unreachable" % host
-        try:
-            dom = hypervisor.domain(record.get("uuid") or record["domain"])
-            if dom is None:
-                return "%s no longer holds it" % host
-            call("resuming %s on %s" % (record["domain"], host), dom.resume)
-        except VirtopsError as err:
-            self._lost(host, err)
-            return err.msg
-        return None
+        return self._act_on(record, host, lambda _hypervisor, dom: call(
+            "resuming %s on %s" % (record["domain"], host), dom.resume))
 
     def can_take(self, record, host, committed_mib):
         dest = self._destination(host)

@@ -565,16 +565,24 @@ def test_an_unwatched_cold_move_that_left_the_domain_off_starts_it_on_the_destin
     assert status(report) == {"c": "moved"} and executor.where["c"]["active"]
 
 
-def settle_with_an_unreachable_destination(where):
+def settle_one(name, mode, where, **flags):
+    """A run died with ``name`` in flight (``mode``) to hv2; a settling run finds the hosts as ``where`` says.
+
+    ``flags`` are set on the fake executor (unreachable, refuse_define, refuse_resume...)."""
     journal = Journal.new("ev-test", SOURCE)
-    journal.merge_move(move("c", "hv2", 1, mode="cold"))
-    journal.record("c")["status"] = "in_flight"
+    journal.merge_move(move(name, "hv2", 1, mode=mode))
+    journal.record(name)["status"] = "in_flight"
     clock = Clock()
     executor = FakeExecutor(clock, where)
-    executor.unreachable.add("hv2")
+    for key, value in flags.items():
+        setattr(executor, key, value)
     request = ev_request.EvacuationRequest(params([], settle_only=True))
     report = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
     return report, executor, journal
+
+
+def settle_with_an_unreachable_destination(where):
+    return settle_one("c", "cold", where, unreachable={"hv2"})
 
 
 def test_settling_never_starts_a_domain_while_its_destination_does_not_answer():
@@ -670,15 +678,7 @@ def test_a_postcopy_that_failed_in_this_run_stays_pinned_through_a_later_plan():
 
 
 def settle_a_paused_arrival(refuse_resume=False):
-    journal = Journal.new("ev-test", SOURCE)
-    journal.merge_move(move("c", "hv2", 1, mode="cold"))
-    journal.record("c")["status"] = "in_flight"
-    clock = Clock()
-    executor = FakeExecutor(clock, {"c": dict(host="hv2", active=True, paused=True)})
-    executor.refuse_resume = refuse_resume
-    request = ev_request.EvacuationRequest(params([], settle_only=True))
-    report = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
-    return report, executor, journal
+    return settle_one("c", "cold", {"c": dict(host="hv2", active=True, paused=True)}, refuse_resume=refuse_resume)
 
 
 def test_a_domain_that_arrived_paused_is_resumed_when_settling():
@@ -721,15 +721,7 @@ def test_a_move_that_reports_a_paused_arrival_is_resumed():
 def settle_a_transient_arrival(refuse_define=False):
     """A run died after libvirt completed a live move and before it defined the domain on the destination;
     a settling run finds it there, transient."""
-    journal = Journal.new("ev-test", SOURCE)
-    journal.merge_move(move("t", "hv2", 1))
-    journal.record("t")["status"] = "in_flight"
-    clock = Clock()
-    executor = FakeExecutor(clock, {"t": dict(host="hv2", active=True, persistent=False)})
-    executor.refuse_define = refuse_define
-    request = ev_request.EvacuationRequest(params([], settle_only=True))
-    report = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
-    return report, executor, journal
+    return settle_one("t", "live", {"t": dict(host="hv2", active=True, persistent=False)}, refuse_define=refuse_define)
 
 
 def test_an_unwatched_live_move_not_yet_defined_on_the_destination_is_defined_there():

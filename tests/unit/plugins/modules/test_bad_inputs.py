@@ -73,23 +73,25 @@ EVACUATE_CASES = [
 ]
 
 
+def run_module(monkeypatch, capsys, module, where, defaults, args):
+    """Run ``module``'s main() with ``defaults`` and ``args`` against a fresh fake world; (result, world)."""
+    world = World()
+    world.hv1.add(defaults.get("name", "ev-0"), UUID)
+    monkeypatch.setattr(where, "open_hypervisor", world.open)
+    with patch_module_args(dict(defaults, **args)):
+        with pytest.raises(SystemExit) as exit_info:
+            module.main()
+    ansible_warnings._global_warnings.clear()
+    out = json.loads(capsys.readouterr().out)
+    out["rc"] = exit_info.value.code
+    return out, world
+
+
 @pytest.fixture
 def run_evacuate(monkeypatch, capsys, tmp_path):
-    def runner(args):
-        world = World()
-        world.hv1.add("ev-0", UUID)
-        monkeypatch.setattr(_executor, "open_hypervisor", world.open)
-        journal_dir = tmp_path / "journals"
-        module_args = dict(evacuation_id="ev-unit", source="hv1", moves=[], journal_dir=str(journal_dir))
-        module_args.update(args)
-        with patch_module_args(module_args):
-            with pytest.raises(SystemExit) as exit_info:
-                evacuate.main()
-        ansible_warnings._global_warnings.clear()
-        out = json.loads(capsys.readouterr().out)
-        out["rc"] = exit_info.value.code
-        return out, world, journal_dir
-    return runner
+    journal_dir = tmp_path / "journals"
+    defaults = dict(evacuation_id="ev-unit", source="hv1", moves=[], journal_dir=str(journal_dir))
+    return lambda args: run_module(monkeypatch, capsys, evacuate, _executor, defaults, args) + (journal_dir,)
 
 
 @pytest.mark.parametrize("args, message", EVACUATE_CASES)
@@ -124,20 +126,7 @@ MIGRATE_CASES = [
 
 @pytest.fixture
 def run_migrate(monkeypatch, capsys):
-    def runner(args):
-        world = World()
-        world.hv1.add("mig-a", UUID)
-        monkeypatch.setattr(_migrate, "open_hypervisor", world.open)
-        module_args = dict(name="mig-a", destination="hv2")
-        module_args.update(args)
-        with patch_module_args(module_args):
-            with pytest.raises(SystemExit) as exit_info:
-                migrate.main()
-        ansible_warnings._global_warnings.clear()
-        out = json.loads(capsys.readouterr().out)
-        out["rc"] = exit_info.value.code
-        return out, world
-    return runner
+    return lambda args: run_module(monkeypatch, capsys, migrate, _migrate, dict(name="mig-a", destination="hv2"), args)
 
 
 @pytest.mark.parametrize("args, message", MIGRATE_CASES)
