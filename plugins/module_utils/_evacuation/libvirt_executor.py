@@ -295,7 +295,7 @@ class LibvirtExecutor(Executor):
 
     def persist_on(self, record, host):
         """Define the transient domain running on ``host`` there; None, or what went wrong."""
-        return self._act_on(record, host, lambda hypervisor, dom: persist_where_it_runs(hypervisor, dom))
+        return self._act_on(record, host, persist_where_it_runs)
 
     def _act_on(self, record, host, action):
         """Do ``action(hypervisor, dom)`` to the domain on destination ``host``; None, or what went wrong."""
