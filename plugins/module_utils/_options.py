@@ -21,7 +21,9 @@ Options that only one module has are declared beside that module's entry point.
 from __future__ import annotations
 
 import copy
+import math
 
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import (
     DEFAULT_TRANSPORT,
     LOCAL_URI,
@@ -334,6 +336,54 @@ GROUPS = dict(connection=CONNECTION, ladder=LADDER, migration=MIGRATION, storage
               capacity=CAPACITY, concurrency=CONCURRENCY, addresses=ADDRESSES, source=SOURCE,
               facts=FACTS, domains=DOMAINS, evacuation_id=EVACUATION_ID, journal=JOURNAL,
               evacuation_result=EVACUATION_RESULT, planning=PLANNING)
+
+
+# --- bounds of every numeric option, shared or a module's own --------------------------
+
+DAY_S = 86400
+# (minimum, maximum) of each numeric option of any module, by name; a list option's bounds hold
+# for each of its elements. Every value must also be a finite number (no inf, no nan). A value
+# out of these bounds is a mistake: the schedule would never end, a timer would overflow, a
+# migration would be capped at nothing. check_bounds() refuses it before anything is opened.
+BOUNDS = dict(
+    connect_timeout=(1, 3600),
+    max_downtime=(1, 600000),
+    max_downtime_steps=(1, 600000),
+    stall_iterations=(1, 1000),
+    timeout=(1, 7 * DAY_S),
+    bandwidth=(1, 1000000),
+    parallel_connections=(1, 255),
+    shutdown_timeout=(0, DAY_S),
+    memory_overcommit=(0.01, 100),
+    vcpu_overcommit=(0.01, 1000),
+    reserved_memory_mib=(0, 1 << 40),
+    max_parallel_per_source=(1, 64),
+    max_parallel_per_destination=(1, 64),
+    retries=(0, 100),
+    retry_delay=(0, 3600),
+    source_throughput_mib_s=(0.001, 1000000),
+    source_bandwidth_mib_s=(0.001, 1000000),
+    bandwidth_budget_mib_s=(0.001, 1000000),
+    assumed_dirty_rate_mib_s=(0, 1000000),
+    setup_seconds=(0, DAY_S),
+    shutdown_seconds=(0, DAY_S),
+    bandwidth_port=(1, 65535),
+    bandwidth_seconds=(1, 600),
+    dirty_rate_seconds=(1, 600),
+    certificate_min_days=(0, 3650),
+)
+
+
+def check_bounds(params):
+    """Refuse any numeric option of ``params`` that is not a finite number within its BOUNDS."""
+    for name, (low, high) in BOUNDS.items():
+        value = params.get(name)
+        if value is None:
+            continue
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or \
+                    (isinstance(item, float) and not math.isfinite(item)) or not low <= item <= high:
+                raise ParameterError("%s must be a finite number, at least %s and at most %s, not %r" % (name, low, high, item))
 
 
 def argument_spec(*options, **local):

@@ -204,7 +204,9 @@ progress:
   sample: "41.2 s: moved 6/6, in flight 0, failed 0, pending 0, 1536.0 MiB sent, 37.3 MiB/s - completed"
 domains:
   description:
-    - The journal's entry of every domain, in the plan's order - C(domain), C(uuid), C(status), C(mode),
+    - The journal's entry of every domain, in the plan's order - C(domain), C(uuid), C(status) (C(pending),
+      C(in_flight), C(moved), C(failed), C(skipped), C(shut_down), or C(unknown) - a host that could hold it did not
+      answer, so it was left alone; a later run settles it), C(mode),
       C(destination) (where it went or goes), C(planned_destination), C(attempts), C(history) (each attempt's
       destination, seconds, outcome and error), C(started_at), C(finished_at), C(seconds), C(downtime_ms),
       C(total_ms), C(bytes_sent), C(average_mib_s), C(escalations), C(completed_by), C(error), C(notes), and the
@@ -218,7 +220,8 @@ domains:
        completed_by: precopy, error: null}
 totals:
   description:
-    - C(domains), C(moved), C(in_flight), C(pending), C(failed), C(skipped), C(shut_down) (counts); C(mib_sent);
+    - C(domains), C(moved), C(in_flight), C(pending), C(failed), C(skipped), C(shut_down), C(unknown) (counts);
+      C(mib_sent);
       C(moved_mib) (memory and disks of the moved domains) and C(moved_mib_this_run); C(elapsed_s) and
       C(wall_seconds) (this run); C(throughput_mib_s) (this run); C(source_throughput_mib_s), C(bound_seconds) (what
       this run moved divided by O(source_throughput_mib_s)) and C(bound_ratio) (this run's wall time divided by the

@@ -17,7 +17,8 @@ description:
   - Exactly one of O(evacuation) and O(restore) is required.
   - After an evacuation (O(evacuation)) - every domain the evacuation moved (status C(moved)) is no longer defined on
     O(source), is on its destination, runs there when it ran before, and is persistent there; every domain it shut down
-    in place is shut off on O(source).
+    in place is shut off on O(source); a domain that ran before and is paused where it went is not done. With O(empty),
+    no other domain is left on O(source).
   - After a restore (O(restore)) - the problems the restore plan found are kept, every failed attempt of O(moved) and
     O(started) is one, and every domain the plan moved back or started is on O(source), not shut off, and held by no
     other host (a transient shut-off leftover does not count).
@@ -32,6 +33,13 @@ extends_documentation_fragment:
 options:
   source:
     required: true
+  empty:
+    description:
+      - With O(evacuation) - the evacuation was to empty O(source) of every domain, so every domain still on it is a
+        problem, not only those the evacuation moved - one that runs there (transient ones included) or is defined
+        there, unless the evacuation shut it down in place or skipped it by its C(do_not_migrate) policy.
+    type: bool
+    default: false
   restore:
     description:
       - The result of the M(virtops.migration.restore_plan) module - its RV(virtops.migration.restore_plan#module:moves),

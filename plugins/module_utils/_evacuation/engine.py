@@ -42,6 +42,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.reco
     PENDING,
     SHUT_DOWN,
     SKIPPED,
+    UNKNOWN,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import (
     ABORTED,
@@ -61,6 +62,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors 
     ParameterError,
     PostcopyFailed,
     PrecheckFailed,
+    VirtopsError,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._planning.schedule import (
     Slot,
@@ -124,16 +126,24 @@ class Evacuation(object):
         if self.request.source and not self.journal.data.get("source"):
             self.journal.data["source"] = self.request.source
         self.save()
-        self.settle_interrupted()
-        if not self.request.settle_only:
-            self.merge_plan()
-        self.save()
-        self.loop()
+        try:
+            self.settle_interrupted()
+            if not self.request.settle_only:
+                self.merge_plan()
+            self.save()
+            self.loop()
+        except VirtopsError as err:
+            # Only the source's own libvirt gets here (a destination's errors fail its moves): the journal
+            # still ends its run, and what is in flight stays so for the next run to settle.
+            self.journal.data["error"] = err.msg
+            self.journal.finish_run(FAILED)
+            self.save()
+            raise
         return self.finish()
 
     def settle_interrupted(self):
         """In-flight entries of a run that ended without finishing them."""
-        for record in self.journal.in_status(IN_FLIGHT):
+        for record in self.journal.in_status(IN_FLIGHT, UNKNOWN):
             self.scope.add(record["domain"])
             where = self.executor.locate(record)
             if where.get("job"):
@@ -154,8 +164,11 @@ class Evacuation(object):
         ran = record.get("state") in ACTIVE_STATES
         target = record.get("destination")
         self.dirty = True
+        if self.unknown(record, where):
+            return
         if (src is not None and src.get("postcopy_failed")) or (dst is not None and dst.get("postcopy_failed")):
             record.move_to(PENDING)
+            record["postcopy_to"] = target
             self.note(record, "a post-copy migration to %s failed while no evacuation watched it: it is resumed"
                       % target)
         elif record.get("mode") == SHUTDOWN:
@@ -173,6 +186,8 @@ class Evacuation(object):
             if ran and not dst["active"]:
                 for note in self.executor.start_on(record, target):
                     self.note(record, note)
+            elif not self.resumed(record, target, dst.get("state")):
+                return
             record.move_to(MOVED)
             record["finished_at"] = utc_now()
             stats = self.executor.completed_stats(record) or {}
@@ -194,6 +209,39 @@ class Evacuation(object):
         else:
             record.move_to(FAILED)
             record["error"] = "the domain is neither on the source nor on %s" % target
+
+    def unknown(self, record, where):
+        """Whether a host that could hold the domain did not answer; it is then left alone, as UNKNOWN.
+
+        A domain still running on the source cannot run elsewhere too: that one is not in doubt.
+        """
+        src = where.get("source")
+        if record.get("mode") == SHUTDOWN or not where.get("unknown") \
+                or (src is not None and src["active"] and not src.get("postcopy_failed")):
+            return False
+        record.move_to(UNKNOWN)
+        record["error"] = ("where it is now is unknown (%s): nothing was started or defined; re-run once every host "
+                           "answers" % "; ".join(where["unknown"]))
+        self.note(record, record["error"])
+        self.warn("%s: %s" % (record["domain"], record["error"]))
+        return True
+
+    def resumed(self, record, host, arrived):
+        """A domain that ran arrived paused on ``host`` (timeout_action=pause, a cold move with disks): resume it.
+
+        Whether it now runs as it did; when it could not be resumed, the move is not done: FAILED, with why.
+        """
+        if record.get("state") != "running" or arrived != "paused":
+            return True
+        problem = self.executor.resume_on(record, host)
+        if problem is None:
+            self.note(record, "it arrived paused on %s: resumed it" % host)
+            return True
+        record.move_to(FAILED)
+        record["error"] = "it arrived paused on %s and could not be resumed (%s): not done" % (host, problem)
+        self.note(record, record["error"])
+        self.warn("%s: %s" % (record["domain"], record["error"]))
+        return False
 
     def persist_on(self, record, host):
         """Define on ``host`` a domain that runs there as a transient one; whether that worked.
@@ -274,7 +322,7 @@ class Evacuation(object):
             if self.aborting:
                 self.abort_in_flight(now)
             for name in [n for n, h in self.running.items() if h.poll()]:
-                self.conclude(self.running.pop(name))
+                self.conclude_contained(self.running.pop(name))
             queue = self.queue()
             if not self.aborting and not self.request.settle_only:
                 for slot in startable(queue, self.running_slots(), self.request.per_source,
@@ -304,11 +352,28 @@ class Evacuation(object):
         for handle in self.running.values():
             if handle.mode == SHUTDOWN:
                 continue
-            progress = self.executor.progress(handle)
+            try:
+                progress = self.executor.progress(handle)
+            except VirtopsError:
+                # Progress is for people: a failed read costs one line, never the move.
+                continue
             if progress is not None:
                 handle.record["progress"] = progress
 
     # --- outcomes ----------------------------------------------------------------------
+
+    def conclude_contained(self, handle):
+        """Conclude one move; an error while doing so fails that move alone, and leaves its domain alone."""
+        try:
+            self.conclude(handle)
+        except VirtopsError as err:
+            record = handle.record
+            record["error"] = err.msg
+            if record["status"] == IN_FLIGHT:
+                record.move_to(UNKNOWN)
+            self.note(record, "could not tell where it ended up (%s): left as it is; re-run once every host answers"
+                      % err.msg)
+            self.warn("%s: %s" % (record["domain"], err.msg))
 
     def conclude(self, handle):
         record = handle.record
@@ -342,8 +407,12 @@ class Evacuation(object):
             self.note(record, "shut down in place (%s), as its do_not_migrate policy says" % result.get("how", "graceful"))
             self.changed = True
             return
-        record.move_to(MOVED)
         record["destination"] = handle.destination
+        arrived = ((result.get("state") or {}).get("destination") or {}).get("state")
+        if not self.resumed(record, handle.destination, arrived):
+            return
+        record.move_to(MOVED)
+        record["postcopy_to"] = None
         record["operation"] = result.get("operation")
         if result.get("operation") == "none":
             self.note(record, "already on %s: nothing to do (%s)" % (handle.destination, result.get("reason")))
@@ -364,7 +433,6 @@ class Evacuation(object):
         record["average_mib_s"] = result.get("average_bandwidth_mib_s")
         if result.get("cold"):
             record["cold"] = result["cold"]
-        arrived = ((result.get("state") or {}).get("destination") or {}).get("state")
         if record.get("state") in ACTIVE_STATES and arrived not in (None,) + ACTIVE_STATES:
             # A cold move resumed after an interruption found it shut off: it ran before, so it runs again.
             for note in self.executor.start_on(record, handle.destination):
@@ -375,7 +443,11 @@ class Evacuation(object):
         error = handle.error
         kind = classify(error, self.aborting)
         record["error"] = error.msg
+        if kind == POSTCOPY:
+            record["postcopy_to"] = handle.destination
         if isinstance(error, MigrationFailed) or handle.mode != LIVE:
+            if self.unknown(record, self.executor.locate(record)):
+                return
             for note in self.executor.ensure_running(record, handle):
                 self.note(record, note)
         if kind == ABORTED_JOB:
@@ -456,7 +528,7 @@ class Evacuation(object):
         if self.aborting:
             result = ABORTED
         elif self.request.settle_only:
-            result = INTERRUPTED if any(r["status"] in (PENDING, FAILED) for r in self.journal.ordered()) \
+            result = INTERRUPTED if any(r["status"] in (PENDING, FAILED, UNKNOWN) for r in self.journal.ordered()) \
                 else COMPLETED
         elif any(r["status"] not in DONE for r in records):
             result = FAILED

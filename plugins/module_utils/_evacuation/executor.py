@@ -24,8 +24,10 @@ class Executor(abc.ABC):
     """What the evacuation asks of the hypervisors; LibvirtExecutor does it, the unit tests fake it.
 
     Records are the journal's MoveRecords; ``where`` answers are dictionaries with ``source``
-    and ``destination`` (None, or ``active``, ``state``, ``persistent``, ``postcopy_failed``)
-    and ``job`` (a migration job runs on the source).
+    and ``destination`` (None, or ``active``, ``state``, ``persistent``, ``postcopy_failed``),
+    ``job`` (a migration job runs on the source) and ``unknown`` (why each host that could hold
+    the domain and did not answer is in doubt; nothing is started or defined while it is not empty).
+    A destination that goes away makes its answers unknown; it never raises through the evacuation.
     """
 
     @abc.abstractmethod
@@ -67,6 +69,10 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def start_on(self, record, host):
         """Start a domain that ran before the evacuation on ``host`` (None: the source); notes."""
+
+    @abc.abstractmethod
+    def resume_on(self, record, host):
+        """Resume the domain paused on ``host``; None, or what went wrong."""
 
     @abc.abstractmethod
     def can_take(self, record, host, committed_mib):

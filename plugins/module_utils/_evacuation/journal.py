@@ -44,6 +44,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.reco
     SHUT_DOWN,
     SKIPPED,
     STATUSES,
+    UNKNOWN,
     MoveRecord,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import VirtopsError
@@ -59,6 +60,8 @@ COMPLETED = "completed"
 ABORTED = "aborted"
 
 MIB = 1024.0 * 1024.0
+# What every journal of this format holds besides its domains, and of which type.
+REQUIRED_KEYS = (("evacuation_id", str), ("runs", list), ("phase", str))
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -114,9 +117,18 @@ class Journal(object):
             raise JournalError("%s is not valid JSON (%s): move it away to start a new evacuation" % (path, err))
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("domains"), dict):
             raise JournalError("%s is not an evacuation journal of format %d" % (path, FORMAT))
+        missing = [key for key, kind in REQUIRED_KEYS if not isinstance(data.get(key), kind)]
+        if missing:
+            raise JournalError("%s is incomplete (no valid %s): move it away to start a new evacuation"
+                               % (path, ", ".join(missing)))
         for name, record in data["domains"].items():
             if not isinstance(record, dict) or record.get("status") not in STATUSES:
                 raise JournalError("%s: the entry of %s has no valid status" % (path, name))
+            if record.get("domain") != name:
+                raise JournalError("%s: the entry of %s does not name its domain (domain: %r)"
+                                   % (path, name, record.get("domain")))
+        if not all(isinstance(run, dict) for run in data["runs"]):
+            raise JournalError("%s: its runs are not a list of runs" % path)
         return cls(data)
 
     def to_json(self):
@@ -152,8 +164,9 @@ class Journal(object):
             return record, "new"
         if record["status"] in DONE:
             return record, "done"
-        if record["status"] == IN_FLIGHT:
-            return record, "in_flight"
+        if record["status"] in (IN_FLIGHT, UNKNOWN):
+            # Settled first (where is it now?); never re-planned while that is not known.
+            return record, record["status"]
         record.replan(move)
         return record, "replanned"
 
@@ -222,6 +235,7 @@ class Journal(object):
             failed=counts[FAILED],
             skipped=counts[SKIPPED],
             shut_down=counts[SHUT_DOWN],
+            unknown=counts[UNKNOWN],
             mib_sent=round(sent / MIB, 1),
             moved_mib=round(moved_memory, 1),
             moved_mib_this_run=round(moved_now, 1),
@@ -247,6 +261,8 @@ class Journal(object):
         line = "%s s: moved %d/%d, in flight %d%s, failed %d, pending %d" % (
             totals["elapsed_s"], totals["moved"] + totals["shut_down"], totals["domains"] - totals["skipped"],
             totals["in_flight"], " (%s)" % ", ".join(flying) if flying else "", totals["failed"], totals["pending"])
+        if totals.get("unknown"):
+            line += ", UNKNOWN %d (a host did not answer)" % totals["unknown"]
         line += ", %s MiB sent" % totals["mib_sent"]
         if totals.get("throughput_mib_s") is not None:
             line += ", %s MiB/s" % totals["throughput_mib_s"]

@@ -69,6 +69,7 @@ class LibvirtExecutor(Executor):
         self.settings = settings
         self.source = open_hypervisor(settings.uri, settings.connect_timeout)
         self.destinations = {}
+        self.unreachable = {}      # host -> why its last connection attempt or call failed
 
     def close(self):
         self.source.close()
@@ -77,13 +78,32 @@ class LibvirtExecutor(Executor):
                 hypervisor.close()
 
     def _destination(self, host):
-        """The main thread's connection to ``host`` (None when it cannot be reached now)."""
+        """The main thread's connection to ``host`` (None when it cannot be reached now; why in ``unreachable``)."""
         if self.destinations.get(host) is None:
             try:
                 self.destinations[host] = open_hypervisor(self.settings.remote(host), self.settings.connect_timeout)
-            except VirtopsError:
+            except VirtopsError as err:
+                self.unreachable[host] = err.msg
                 return None
+            self.unreachable.pop(host, None)
         return self.destinations[host]
+
+    def _lost(self, host, err):
+        """A destination's connection failed: drop it (the next call reconnects), remember why."""
+        hypervisor = self.destinations.pop(host, None)
+        if hypervisor is not None:
+            hypervisor.close()
+        self.unreachable[host] = err.msg
+
+    def _holders(self, record):
+        """Every host beside the source that could hold the domain: its destination, earlier ones, the planned one."""
+        hosts = [record.get("destination")] + [h.get("destination") for h in record.get("history") or []] \
+            + [record.get("planned_destination")]
+        out = []
+        for host in hosts:
+            if host and host not in out and host != self.request.source:
+                out.append(host)
+        return out
 
     def _source_domain(self, record):
         return self.source.domain(record.get("uuid") or record["domain"])
@@ -91,23 +111,40 @@ class LibvirtExecutor(Executor):
     # --- where things are --------------------------------------------------------------
 
     def locate(self, record):
-        out = dict(source=None, destination=None, job=False)
+        """Where the domain is; ``unknown`` lists the hosts that could hold it and did not answer.
+
+        Every host of ``_holders`` is asked; one that did not answer, or holds the domain while
+        it is not this move's destination, makes the answer incomplete: the caller then starts
+        and defines nothing.
+        """
+        out = dict(source=None, destination=None, job=False, unknown=[])
         dom = self._source_domain(record)
         state = state_of(dom, self.source.name) if dom is not None else None
         if state is not None:
-            out["source"] = dict(active=state.active, state=state.state_name, persistent=state.persistent,
-                                 postcopy_failed=state.postcopy_failed)
+            out["source"] = _where(state)
             out["job"] = self._job(dom) is not None
-        host = record.get("destination")
-        if host:
-            dest = self._destination(host)
-            if dest is not None:
-                ddom = dest.domain(record.get("uuid") or record["domain"])
-                dstate = state_of(ddom, host) if ddom is not None else None
-                if dstate is not None:
-                    out["destination"] = dict(active=dstate.active, state=dstate.state_name,
-                                              persistent=dstate.persistent, postcopy_failed=dstate.postcopy_failed)
+        for host in self._holders(record):
+            found, why = self._state_on(host, record)
+            if why is not None:
+                out["unknown"].append("%s did not answer: %s" % (host, why))
+            elif host == record.get("destination"):
+                out["destination"] = found
+            elif found is not None:
+                out["unknown"].append("%s holds it too (%s)" % (host, found["state"]))
         return out
+
+    def _state_on(self, host, record):
+        """(the domain's state on ``host`` or None, None) - or (None, why) when ``host`` did not answer."""
+        dest = self._destination(host)
+        if dest is None:
+            return None, self.unreachable.get(host) or "unreachable"
+        try:
+            ddom = dest.domain(record.get("uuid") or record["domain"])
+            dstate = state_of(ddom, host) if ddom is not None else None
+        except VirtopsError as err:
+            self._lost(host, err)
+            return None, err.msg
+        return (_where(dstate) if dstate is not None else None), None
 
     def _job(self, dom):
         try:
@@ -121,14 +158,20 @@ class LibvirtExecutor(Executor):
         return dom is not None and self._job(dom) is not None
 
     def completed_stats(self, record):
-        dest = self._destination(record.get("destination"))
+        host = record.get("destination")
+        dest = self._destination(host)
         if dest is None:
             return None
-        dom = dest.domain(record.get("uuid") or record["domain"])
-        if dom is None:
+        try:
+            dom = dest.domain(record.get("uuid") or record["domain"])
+            if dom is None:
+                return None
+            stats = lookup("reading the completed job statistics", dom.jobStats,
+                           constant("VIR_DOMAIN_JOB_STATS_COMPLETED", 1))
+        except VirtopsError as err:
+            # Statistics only: a destination that went away costs them, not the evacuation.
+            self._lost(host, err)
             return None
-        stats = lookup("reading the completed job statistics", dom.jobStats,
-                       constant("VIR_DOMAIN_JOB_STATS_COMPLETED", 1))
         if not stats:
             return None
         snap = JobSnapshot(stats)
@@ -238,7 +281,10 @@ class LibvirtExecutor(Executor):
         where = self.locate(record)
         src, dst = where["source"], where["destination"]
         notes = []
-        if (src and src.get("postcopy_failed")) or (dst and dst.get("postcopy_failed")):
+        if where["unknown"] and not (src is not None and src["active"]):
+            notes.append("left as it is: %s (nothing is started while a host that could hold it does not answer)"
+                         % "; ".join(where["unknown"]))
+        elif (src and src.get("postcopy_failed")) or (dst and dst.get("postcopy_failed")):
             notes.append("post-copy failed: the guest is paused on both hosts until the migration is resumed (re-run "
                          "the evacuation)")
         elif src is not None and not src["active"] and (dst is None or not dst["active"]):
@@ -249,15 +295,20 @@ class LibvirtExecutor(Executor):
 
     def persist_on(self, record, host):
         """Define the transient domain running on ``host`` there; None, or what went wrong."""
+        return self._act_on(record, host, persist_where_it_runs)
+
+    def _act_on(self, record, host, action):
+        """Do ``action(hypervisor, dom)`` to the domain on destination ``host``; None, or what went wrong."""
         hypervisor = self._destination(host)
         if hypervisor is None:
             return "%s is unreachable" % host
-        dom = hypervisor.domain(record.get("uuid") or record["domain"])
-        if dom is None:
-            return "%s no longer holds it" % host
         try:
-            persist_where_it_runs(hypervisor, dom)
-        except LibvirtError as err:
+            dom = hypervisor.domain(record.get("uuid") or record["domain"])
+            if dom is None:
+                return "%s no longer holds it" % host
+            action(hypervisor, dom)
+        except VirtopsError as err:
+            self._lost(host, err)
             return err.msg
         return None
 
@@ -267,20 +318,31 @@ class LibvirtExecutor(Executor):
         where = "the source" if host is None else host
         if hypervisor is None:
             return ["could not start it on %s: unreachable" % where]
-        dom = hypervisor.domain(record.get("uuid") or record["domain"])
-        if dom is None:
-            return ["could not start it on %s: not defined there" % where]
         try:
+            dom = hypervisor.domain(record.get("uuid") or record["domain"])
+            if dom is None:
+                return ["could not start it on %s: not defined there" % where]
             start(dom, record["domain"], where)
-        except LibvirtError as err:
+        except VirtopsError as err:
+            if host is not None:
+                self._lost(host, err)
             return ["could not start it on %s: %s" % (where, err.msg)]
         return ["started it on %s (it ran before the evacuation)" % where]
+
+    def resume_on(self, record, host):
+        """Resume the domain that arrived paused on ``host``; None, or what went wrong."""
+        return self._act_on(record, host, lambda _hypervisor, dom: call(
+            "resuming %s on %s" % (record["domain"], host), dom.resume))
 
     def can_take(self, record, host, committed_mib):
         dest = self._destination(host)
         if dest is None:
             return False, "unreachable"
-        free = lookup("reading the free memory of %s" % host, dest.conn.getFreeMemory)
+        try:
+            free = lookup("reading the free memory of %s" % host, dest.conn.getFreeMemory)
+        except VirtopsError as err:
+            self._lost(host, err)
+            return False, "unreachable: %s" % err.msg
         need = ((record.get("memory_mib") or 0) + committed_mib) * MIB
         if free is not None and free < need:
             return False, "%d MiB free, %d MiB needed" % (free // MIB, need // MIB)
@@ -305,3 +367,9 @@ class LibvirtExecutor(Executor):
         except NotFound:
             return None
         return parse_policy(metadata).get("anti_affinity")
+
+
+def _where(state):
+    """A DomainState as ``locate`` answers it."""
+    return dict(active=state.active, state=state.state_name, persistent=state.persistent,
+                postcopy_failed=state.postcopy_failed)

@@ -24,7 +24,9 @@ MOVED = "moved"
 FAILED = "failed"
 SKIPPED = "skipped"
 SHUT_DOWN = "shut_down"
-STATUSES = (PENDING, IN_FLIGHT, MOVED, FAILED, SKIPPED, SHUT_DOWN)
+# A host that could hold the domain did not answer: nothing is started or defined until all do.
+UNKNOWN = "unknown"
+STATUSES = (PENDING, IN_FLIGHT, MOVED, FAILED, SKIPPED, SHUT_DOWN, UNKNOWN)
 # Statuses after which a domain is never touched again by the same evacuation.
 DONE = frozenset((MOVED, SKIPPED, SHUT_DOWN))
 
@@ -33,7 +35,9 @@ TRANSITIONS = {
     # replanned (stays pending), started, or left out by a later plan
     PENDING: frozenset((PENDING, IN_FLIGHT, SKIPPED)),
     # the attempt ended: moved or shut down, to be tried again, or given up
-    IN_FLIGHT: frozenset((PENDING, MOVED, SHUT_DOWN, FAILED)),
+    IN_FLIGHT: frozenset((PENDING, MOVED, SHUT_DOWN, FAILED, UNKNOWN)),
+    # settled again by a later run, once every host that could hold it answers
+    UNKNOWN: frozenset((PENDING, MOVED, SHUT_DOWN, FAILED, UNKNOWN)),
     # a later plan takes it again, or no longer lists it and the source no longer has it
     FAILED: frozenset((PENDING, SKIPPED)),
     # done earlier, but it runs on the source again: the host must be emptied of it again
@@ -48,7 +52,8 @@ PLAN_KEYS = ("uuid", "mode", "order", "wave", "exclusive", "memory_mib", "local_
 # What the evacuation records of the attempts, at their initial value.
 RUN_FIELDS = dict(attempts=0, history=list, started_at=None, finished_at=None, seconds=None, downtime_ms=None,
                   total_ms=None, bytes_sent=None, memory_bytes=None, average_mib_s=None, escalations=list,
-                  completed_by=None, operation=None, error=None, notes=list, progress=None)
+                  completed_by=None, operation=None, error=None, notes=list, progress=None,
+                  postcopy_to=None)
 
 
 class TransitionError(VirtopsError):
@@ -104,7 +109,8 @@ class MoveRecord(dict):
             if move.get(key) is not None:
                 self[key] = move.get(key)
         self["planned_destination"] = move.get("destination")
-        self["destination"] = move.get("destination")
+        # A failed post-copy migration is finished only where the other half of its memory is.
+        self["destination"] = self.get("postcopy_to") or move.get("destination")
         self.move_to(PENDING)
         self["error"] = None
 

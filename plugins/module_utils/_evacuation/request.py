@@ -13,12 +13,14 @@ the migrate engine's parameters of each move (its MigrationRequest) and the ladd
 
 from __future__ import annotations
 
+import math
+
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
     CONNECTION_ARGUMENT_SPEC,
     ConnectionSettings,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import validate_host
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import migration_uri, validate_host
 from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
 from ansible_collections.virtops.migration.plugins.module_utils._migration.request import MigrationRequest
 from ansible_collections.virtops.migration.plugins.module_utils._options import (
@@ -31,6 +33,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._options import 
     SOURCE,
     STORAGE,
     argument_spec,
+    check_bounds,
     with_defaults,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import (
@@ -67,12 +70,16 @@ EVACUATE_ARGUMENT_SPEC = argument_spec(
 _MIGRATE_KEYS = tuple(LADDER) + tuple(MIGRATION) + tuple(STORAGE)
 
 
-def _number(move, key, where, default=None):
+def _number(move, key, where, default=None, positive=False, integer=False):
+    """A move's number: finite, not negative (``positive``: above zero), ``integer`` when it must be whole."""
     value = move.get(key, default)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParameterError("%s: %s must be a number, not %r" % (where, key, value))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+            or (positive and value == 0) or (integer and value != int(value)):
+        raise ParameterError("%s: %s must be %s, not %r" % (
+            where, key, "a whole number" if integer else "a number above 0" if positive else "a number, 0 or more",
+            value))
     return value
 
 
@@ -80,6 +87,7 @@ class EvacuationRequest(object):
     """The module's parameters, validated before anything is opened or written."""
 
     def __init__(self, params):
+        check_bounds(params)
         self.params = params
         self.evacuation_id = params["evacuation_id"]
         self.source = params.get("source")
@@ -104,6 +112,8 @@ class EvacuationRequest(object):
         for host, address in (params.get("migration_addresses") or {}).items():
             if address in (None, ""):
                 continue
+            # Checked here, as each move would check it: a bad address fails before the journal is written.
+            migration_uri(str(address))
             self.addresses[validate_host(host, "migration_addresses key")] = str(address)
         throughput = params.get("source_throughput_mib_s")
         if throughput is not None and throughput <= 0:
@@ -148,11 +158,11 @@ class EvacuationRequest(object):
                 domain=name,
                 mode=mode,
                 destination=destination,
-                order=int(_number(move, "order", where, index + 1)),
+                order=int(_number(move, "order", where, index + 1, integer=True)),
                 exclusive=bool(move.get("exclusive")),
                 memory_mib=_number(move, "memory_mib", where, 0),
                 local_disk_mib=_number(move, "local_disk_mib", where, 0),
-                bandwidth_mib_s=_number(move, "bandwidth_mib_s", where),
+                bandwidth_mib_s=_number(move, "bandwidth_mib_s", where, positive=True),
             )
             out.append(clean)
         out.sort(key=lambda m: (m["order"], m["domain"]))

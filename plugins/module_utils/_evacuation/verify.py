@@ -21,7 +21,7 @@ Entry points of the evacuation_verify and restore_plan modules.
 
 from __future__ import annotations
 
-from ansible_collections.virtops.migration.plugins.module_utils._evacuation.record import FAILED, MOVED, SHUT_DOWN
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.record import FAILED, MOVED, SHUT_DOWN, SKIPPED, UNKNOWN
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.request import ACTIVE_STATES
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
@@ -48,9 +48,19 @@ def _holds(dom):
     return dom.get("state") != SHUTOFF or bool(dom.get("persistent"))
 
 
-def evacuation_problems(source, records, facts):
-    """What is not where the evacuation's journal ``records`` say, by the ``facts`` read afterwards."""
+def evacuation_problems(source, records, facts, empty=False):
+    """What is not where the evacuation's journal ``records`` say, by the ``facts`` read afterwards.
+
+    ``empty``: the source was to be emptied of every domain; any other domain still there (running,
+    transient or not, or defined) is a problem too - it may have been moved in by another evacuation.
+    """
     problems = []
+    if empty:
+        accounted = set(rec["domain"] for rec in records if rec["status"] in (MOVED, SHUT_DOWN, SKIPPED))
+        for dom in _domains_on(facts, source):
+            if dom.get("name") not in accounted and _holds(dom):
+                problems.append("%s is still on %s (%s%s), and this evacuation did not move it" % (
+                    dom.get("name"), source, dom.get("state"), "" if dom.get("persistent", True) else ", transient"))
     here = [dom.get("name") for dom in _domains_on(facts, source)]
     for rec in records:
         name = rec["domain"]
@@ -60,7 +70,9 @@ def evacuation_problems(source, records, facts):
             there = _named(facts, rec.get("destination"), name)
             if not there:
                 problems.append("%s is not on %s" % (name, rec.get("destination")))
-            elif rec.get("state") in ACTIVE_STATES and there[0].get("state") not in ACTIVE_STATES:
+            elif rec.get("state") in ACTIVE_STATES and there[0].get("state") not in ACTIVE_STATES \
+                    or rec.get("state") == "running" and there[0].get("state") != "running":
+                # One that ran and is paused there is not done: paused is not running.
                 problems.append("%s is %s on %s" % (name, there[0].get("state"), rec.get("destination")))
             elif not there[0].get("persistent"):
                 problems.append("%s is not persistent on %s" % (name, rec.get("destination")))
@@ -135,7 +147,8 @@ def _check_facts(params):
 
 def failures(records):
     """One line per domain the evacuation failed to move, with its error."""
-    return ["%s failed: %s." % (rec["domain"], rec.get("error")) for rec in records if rec["status"] == FAILED]
+    return ["%s %s: %s." % (rec["domain"], "failed" if rec["status"] == FAILED else "is left alone, where it is unknown",
+                            rec.get("error")) for rec in records if rec["status"] in (FAILED, UNKNOWN)]
 
 
 def run_evacuation_verify(module):
@@ -146,7 +159,8 @@ def run_evacuation_verify(module):
         if source not in facts:
             raise ParameterError("no facts of %s, the host evacuated: it cannot be verified" % source)
         records = params["evacuation"].get("domains") or []
-        return dict(changed=False, problems=evacuation_problems(source, records, facts), failed=failures(records))
+        problems = evacuation_problems(source, records, facts, empty=params["empty"])
+        return dict(changed=False, problems=problems, failed=failures(records))
     problems = restore_problems(source, params["restore"], facts, params["moved"] or [], params["started"] or [])
     return dict(changed=False, problems=problems, failed=[])
 
@@ -162,6 +176,7 @@ def run_restore_plan(module):
 # what the moves back and the starts registered).
 EVACUATION_VERIFY_ARGUMENT_SPEC = argument_spec(
     SOURCE["source"].but(required=True), FACTS, EVACUATION_RESULT,
+    empty=dict(type="bool", default=False),
     restore=dict(type="dict"),
     moved=dict(type="list", elements="dict"),
     started=dict(type="list", elements="dict"),

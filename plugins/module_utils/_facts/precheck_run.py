@@ -167,7 +167,8 @@ class _Run(object):
                 checks.machine(desc, emulator, dst_caps, name),
                 checks.versions(src_versions, dst_versions, name),
                 checks.devices(xml[dom.name()], mode),
-            ] + storage_checks + [checks.free_memory(dst, desc.memory_kib)]
+            ] + storage_checks + [checks.memory_total(desc.memory_kib, load, name),
+                                  checks.free_memory(dst, desc.memory_kib)]
             if domain["state"] != "shutoff":
                 items += checks.capacity(domain, load, self.params, name)
             items += checks.certificates(local_certs, dst_facts, name, address, self.params["certificate_min_days"])

@@ -179,6 +179,18 @@ def free_memory(dst, memory_kib):
         dst.name, free >> 20, need >> 20))
 
 
+def memory_total(memory_kib, dst_load, dst_name):
+    """A domain with more memory than the destination has at all can never run there, shut off or not."""
+    total_mib = dst_load.get("memory_total_mib")
+    need_mib = memory_kib // 1024
+    if not total_mib or not need_mib:
+        return check("memory_total", SKIPPED, "the memory of %s is unknown" % dst_name)
+    if need_mib > total_mib:
+        return check("memory_total", BLOCK, "the domain has %d MiB of memory, more than %s has at all (%d MiB): it "
+                     "can never run there" % (need_mib, dst_name, total_mib))
+    return check("memory_total", OK, "%d MiB of %d MiB on %s" % (need_mib, total_mib, dst_name))
+
+
 def capacity(domain, dst_load, options, dst_name):
     """Memory and vCPUs of the domain on top of what already runs there, within the overcommit."""
     found = []

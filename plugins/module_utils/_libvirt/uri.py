@@ -34,6 +34,7 @@ DEFAULT_TRANSPORT = "tls"
 LOCAL_URI = "qemu:///system"
 
 _LABEL_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_SCOPE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 _URI_RE = re.compile(
     r"^(?P<scheme>[a-z0-9+]+)://"
@@ -57,6 +58,10 @@ def validate_host(value, what="host name"):
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     if ":" in text:
+        address, _sep, scope = text.partition("%")
+        if _sep and not _SCOPE_RE.fullmatch(scope):
+            raise ParameterError("%s %r: an IPv6 scope id must be an interface name (letters, digits, '.', '_', "
+                                 "'-'; at most 15)" % (what, value))
         try:
             return str(ipaddress.IPv6Address(text))
         except ValueError:
@@ -130,7 +135,8 @@ class LibvirtURI(object):
 
 
 def _parse_port(value, uri):
-    if not value.isdigit() or not 0 < int(value) < 65536:
+    # ASCII digits only: str.isdigit() also takes '²' or '٣', which int() then refuses with a ValueError.
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 0 < int(value) < 65536:
         raise ParameterError("libvirt URI %r: port %r is not a number between 1 and 65535" % (uri, value))
     return int(value)
 

@@ -99,24 +99,46 @@ class ColdMigration(object):
         return how
 
     def _restore_source(self, error, what):
-        """The move failed: bring the domain back up on the source if it ran before."""
+        """The move failed: bring the domain back up on the source if it ran before.
+
+        Unless the destination holds the domain: then the migration got far enough for the
+        destination's copy (paused, with the disks it received) to be the one that counts, or
+        cannot be ruled out. Its disks are kept and nothing is started on the source.
+        """
         task = self.task
         notes = []
         src_state = state_of(task.src_dom, task.src.name)
         if src_state is not None and src_state.active and self.plan.copy_targets:
             call("stopping the paused copy on %s" % task.src.name, task.src_dom.destroy)
-        if self.ran_before and src_state is not None:
-            try:
-                start(task.src_dom, task.request.name, task.src.name)
-                notes.append("started it again on %s" % task.src.name)
-            except LibvirtError as err:
-                notes.append("could not start it again on %s: %s" % (task.src.name, err.msg))
-        notes += self._remove_partial_copies()
+        held = self._held_by_destination()
+        if held is not None:
+            notes.append("%s holds the domain (%s): the disks copied there are kept and it is not started on %s; "
+                         "re-run to finish the move" % (task.dst.name, held, task.src.name))
+        else:
+            if self.ran_before and src_state is not None:
+                try:
+                    start(task.src_dom, task.request.name, task.src.name)
+                    notes.append("started it again on %s" % task.src.name)
+                except LibvirtError as err:
+                    notes.append("could not start it again on %s: %s" % (task.src.name, err.msg))
+            notes += self._remove_partial_copies()
         where, where_text = task.where_now()
         msg = "cold migration of %s from %s to %s failed while %s: %s. %sWhere the domain is now: %s." % (
             task.request.name, task.src.name, task.dst.name, what, error.msg,
             ("; ".join(notes) + ". ") if notes else "", where_text)
         raise MigrationFailed(msg, changed=self.ran_before, where=where)
+
+    def _held_by_destination(self):
+        """How the destination holds the domain after a failed move (None: it does not hold it at all)."""
+        task = self.task
+        try:
+            dom = task.dst.domain(task.src_dom.UUIDString())
+            state = state_of(dom, task.dst.name)
+        except LibvirtError as err:
+            return "unknown: %s" % err.msg
+        if state is None:
+            return None
+        return state.state_name
 
     def _remove_partial_copies(self):
         task = self.task

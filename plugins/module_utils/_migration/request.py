@@ -34,6 +34,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._options import 
     MODE,
     STORAGE,
     argument_spec,
+    check_bounds,
     with_defaults,
 )
 
@@ -107,6 +108,7 @@ class MigrationRequest(object):
         address = params.get("migration_address")
         mig_uri = migration_uri(address) if address else None
         disks_uri = migration_disks_uri(address) if address else None
+        check_bounds(params)
         return cls(
             name=name,
             destination=destination_uri,

@@ -32,6 +32,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._options import 
     PLANNING,
     SOURCE,
     argument_spec,
+    check_bounds,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import LADDER_ORDER
 
@@ -181,6 +182,7 @@ class PlanOptions(object):
         if not isinstance(exclude, (list, tuple)) or not all(isinstance(h, str) for h in exclude):
             raise ParameterError("exclude must be a list of host names")
         _bool(where, "count_shutoff_domains", merged["count_shutoff_domains"])
+        check_bounds(merged)
         self.__dict__.update(merged)
         self.exclude = frozenset(exclude)
         self.ladder = ladder

@@ -18,6 +18,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation impo
 from ansible_collections.virtops.migration.plugins.module_utils._planning import schedule as ev_schedule
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     DomainStateError,
+    LibvirtError,
     MigrationFailed,
     ParameterError,
     PostcopyFailed,
@@ -99,6 +100,10 @@ class FakeExecutor(ev_executor.Executor):
         self.exclusive_violations = []
         self.jobs = {}          # name -> remaining seconds of a job "libvirt" still runs (adopted)
         self.restarted = []
+        self.unreachable = set()   # destinations that do not answer (locate lists them as unknown)
+        self.lost = set()          # destinations whose cached connection raises on use
+        self.resumed = []
+        self.refuse_resume = False
         clock.hooks.append(self.tick)
 
     # time passes: finish moves whose time has come
@@ -170,16 +175,22 @@ class FakeExecutor(ev_executor.Executor):
         return handle
 
     def locate(self, record):
+        if record.get("destination") in self.lost:
+            raise LibvirtError("looking up the domain on %s: End of file while reading data: "
+                               "Input/output error" % record["destination"])
         here = self.where.get(record["domain"])
-        out = dict(source=None, destination=None, job=record["domain"] in self.jobs)
+        out = dict(source=None, destination=None, job=record["domain"] in self.jobs,
+                   unknown=["%s did not answer" % record["destination"]]
+                   if record.get("destination") in self.unreachable else [])
         if here is None:
             return out
-        state = dict(active=here["active"], state="running" if here["active"] else "shutoff",
+        state = dict(active=here["active"],
+                     state=("paused" if here.get("paused") else "running") if here["active"] else "shutoff",
                      persistent=here.get("persistent", True),
                      postcopy_failed=here.get("postcopy_failed", False))
         if here["host"] == SOURCE:
             out["source"] = state
-        elif here["host"] == record.get("destination"):
+        elif here["host"] == record.get("destination") and not out["unknown"]:
             out["destination"] = state
         return out
 
@@ -208,6 +219,7 @@ class FakeExecutor(ev_executor.Executor):
         return "requested"
 
     def ensure_running(self, record, handle):
+        self.locate(record)     # as LibvirtExecutor does, it looks first
         here = self.where.get(record["domain"])
         if here and not here["active"] and record.get("state") in ev_request.ACTIVE_STATES:
             here["active"] = True
@@ -220,6 +232,14 @@ class FakeExecutor(ev_executor.Executor):
         here["active"] = True
         self.restarted.append(record["domain"])
         return ["started it on %s" % (host or "the source")]
+
+    def resume_on(self, record, host):
+        here = self.where.get(record["domain"])
+        if self.refuse_resume:
+            return "refused"
+        here["paused"] = False
+        self.resumed.append(record["domain"])
+        return None
 
     def can_take(self, record, host, committed_mib):
         return (host != "hv9", "hv9 is full")
@@ -545,18 +565,163 @@ def test_an_unwatched_cold_move_that_left_the_domain_off_starts_it_on_the_destin
     assert status(report) == {"c": "moved"} and executor.where["c"]["active"]
 
 
-def settle_a_transient_arrival(refuse_define=False):
-    """A run died after libvirt completed a live move and before it defined the domain on the destination;
-    a settling run finds it there, transient."""
+def settle_one(name, mode, where, **flags):
+    """A run died with ``name`` in flight (``mode``) to hv2; a settling run finds the hosts as ``where`` says.
+
+    ``flags`` are set on the fake executor (unreachable, refuse_define, refuse_resume...)."""
     journal = Journal.new("ev-test", SOURCE)
-    journal.merge_move(move("t", "hv2", 1))
-    journal.record("t")["status"] = "in_flight"
+    journal.merge_move(move(name, "hv2", 1, mode=mode))
+    journal.record(name)["status"] = "in_flight"
     clock = Clock()
-    executor = FakeExecutor(clock, {"t": dict(host="hv2", active=True, persistent=False)})
-    executor.refuse_define = refuse_define
+    executor = FakeExecutor(clock, where)
+    for key, value in flags.items():
+        setattr(executor, key, value)
     request = ev_request.EvacuationRequest(params([], settle_only=True))
     report = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
     return report, executor, journal
+
+
+def settle_with_an_unreachable_destination(where):
+    return settle_one("c", "cold", where, unreachable={"hv2"})
+
+
+def test_settling_never_starts_a_domain_while_its_destination_does_not_answer():
+    # Issue 11, hole 1: the source keeps an inactive definition, hv2 does not answer. The domain may run on hv2:
+    # before the fix the settling run took "no answer" for "absent" and started it on the source.
+    report, executor, journal = settle_with_an_unreachable_destination({"c": dict(host=SOURCE, active=False)})
+    assert executor.restarted == [] and not executor.where["c"]["active"]
+    assert status(report) == {"c": "unknown"} and report["result"] == "interrupted"
+    assert "hv2 did not answer" in journal.record("c")["error"]
+    assert any("UNKNOWN" in line for line in report["summary"])
+    assert report["totals"]["unknown"] == 1 and "UNKNOWN 1" in report["progress"]
+
+
+def test_an_unknown_domain_is_settled_by_the_next_run_once_every_host_answers():
+    report, executor, journal = settle_with_an_unreachable_destination({"c": dict(host="hv2", active=True)})
+    assert status(report) == {"c": "unknown"}
+    executor.unreachable.clear()
+    again = ev_engine.Evacuation(ev_request.EvacuationRequest(params([move("c", "hv3", 1, mode="cold")])), journal,
+                                 FakeStore(), executor, clock=executor.clock, sleep=executor.clock.sleep).run()
+    assert status(again) == {"c": "moved"} and journal.record("c")["destination"] == "hv2"
+    assert executor.started == []
+
+
+def test_a_failed_move_to_a_destination_that_stopped_answering_starts_nothing():
+    # Hole 1 on the restart path (ensure_running): the cold move shut it down, then hv2 stopped answering.
+    clock = Clock()
+    request = ev_request.EvacuationRequest(params([move("c", "hv2", 1, mode="cold")], on_failure="leave"))
+    executor = FakeExecutor(clock, {"c": dict(host=SOURCE, active=False)}, {"c": [(1.0, "failed")]})
+    executor.unreachable.add("hv2")
+    report = ev_engine.Evacuation(request, Journal.new("ev-test", SOURCE), FakeStore(), executor, clock=clock,
+                                  sleep=clock.sleep).run()
+    assert executor.restarted == [] and status(report) == {"c": "unknown"} and report["result"] == "failed"
+
+
+def test_a_destination_that_goes_away_fails_only_its_own_moves():
+    # Issue 11, hole 2: the cached connection to hv2 raises once hv2 is gone. Before the fix the error went
+    # through the run loop: the evacuation stopped and the journal stayed "running" with "b" in flight.
+    clock = Clock()
+    moves = [move("a", "hv3", 1), move("b", "hv2", 2), move("d", "hv3", 3)]
+    request = ev_request.EvacuationRequest(params(moves, on_failure="replace", replacement_hosts=["hv2", "hv3"],
+                                                  retries=0, max_parallel_per_source=3))
+    executor = FakeExecutor(clock, dict((m["domain"], dict(host=SOURCE, active=True)) for m in moves),
+                            {"b": [(1.0, "failed"), (1.0, "ok")], "a": [(3.0, "ok")], "d": [(3.0, "ok")]})
+    store = FakeStore()
+    journal = Journal.new("ev-test", SOURCE)
+
+    def lose_hv2(now):
+        if now >= 1000.5:
+            executor.lost.add("hv2")
+    clock.hooks.append(lose_hv2)
+    report = ev_engine.Evacuation(request, journal, store, executor, clock=clock, sleep=clock.sleep).run()
+    assert store.saved[-1]["phase"] == "finished"
+    assert all(r["status"] != "in_flight" for r in store.saved[-1]["domains"].values())
+    assert status(report)["a"] == "moved" and status(report)["d"] == "moved"
+    assert status(report)["b"] == "unknown" and "Input/output error" in journal.record("b")["error"]
+    assert executor.where["b"]["active"] and executor.restarted == []
+
+
+def test_a_move_to_a_destination_that_stopped_answering_is_re_placed_while_it_runs_on_the_source():
+    clock = Clock()
+    moves = [move("a", "hv3", 1), move("b", "hv2", 2)]
+    request = ev_request.EvacuationRequest(params(moves, on_failure="replace", replacement_hosts=["hv2", "hv3"],
+                                                  retries=0))
+    executor = FakeExecutor(clock, dict((m["domain"], dict(host=SOURCE, active=True)) for m in moves),
+                            {"b": [(1.0, "failed: cannot connect to hv2"), (1.0, "ok")]})
+    executor.unreachable.add("hv2")
+    report = ev_engine.Evacuation(request, Journal.new("ev-test", SOURCE), FakeStore(), executor, clock=clock,
+                                  sleep=clock.sleep).run()
+    assert status(report) == {"a": "moved", "b": "moved"} and report["result"] == "completed"
+    assert [d for _t, n, d in executor.started if n == "b"] == ["hv2", "hv3"]
+
+
+def test_a_failed_postcopy_is_resumed_on_its_own_destination_after_a_re_plan():
+    # Issue 11, hole 5: the run died with a post-copy migration to hv2 failed; the new plan says hv3. Before the fix
+    # the journal took hv3, and the migrate engine (decide) found only one half: "cannot be put back together".
+    journal = Journal.new("ev-test", SOURCE)
+    journal.merge_move(move("p", "hv2", 1))
+    journal.record("p")["status"] = "in_flight"
+    clock = Clock()
+    executor = FakeExecutor(clock, {"p": dict(host=SOURCE, active=False, postcopy_failed=True)})
+    request = ev_request.EvacuationRequest(params([move("p", "hv3", 1)]))
+    report = ev_engine.Evacuation(request, journal, FakeStore(), executor, clock=clock, sleep=clock.sleep).run()
+    assert [d for _t, _n, d in executor.started] == ["hv2"]
+    assert status(report) == {"p": "moved"} and journal.record("p")["destination"] == "hv2"
+    assert journal.record("p")["postcopy_to"] is None
+
+
+def test_a_postcopy_that_failed_in_this_run_stays_pinned_through_a_later_plan():
+    report, executor, _store, journal = run([move("p", "hv2", 1)], {"p": [(0.5, "postcopy_fail")]}, retries=0)
+    assert status(report) == {"p": "failed"} and journal.record("p")["postcopy_to"] == "hv2"
+    again, executor2, _s, _j = run([move("p", "hv3", 1)], journal=journal, where=executor.where)
+    assert [d for _t, _n, d in executor2.started] == ["hv2"]
+
+
+def settle_a_paused_arrival(refuse_resume=False):
+    return settle_one("c", "cold", {"c": dict(host="hv2", active=True, paused=True)}, refuse_resume=refuse_resume)
+
+
+def test_a_domain_that_arrived_paused_is_resumed_when_settling():
+    # Issue 11, hole 4: a cold move with disks (or timeout_action=pause) arrived paused and the run died. Before the
+    # fix the settling run recorded it moved, and it stayed paused for good.
+    report, executor, journal = settle_a_paused_arrival()
+    assert status(report) == {"c": "moved"} and executor.resumed == ["c"] and not executor.where["c"]["paused"]
+    assert any("arrived paused on hv2: resumed it" in n for n in journal.record("c")["notes"])
+
+
+def test_a_paused_arrival_that_cannot_be_resumed_is_not_done():
+    report, executor, journal = settle_a_paused_arrival(refuse_resume=True)
+    assert status(report) == {"c": "failed"} and "could not be resumed (refused)" in journal.record("c")["error"]
+
+
+def test_a_move_that_reports_a_paused_arrival_is_resumed():
+    clock = Clock()
+    request = ev_request.EvacuationRequest(params([move("a", "hv2", 1)]))
+    executor = FakeExecutor(clock, {"a": dict(host=SOURCE, active=True)})
+    start = executor.start
+
+    def start_paused(record, destination):
+        handle = start(record, destination)
+        original = handle.poll
+
+        def poll():
+            done = original()
+            if done and handle.result:
+                handle.result["state"] = dict(destination=dict(state="paused"))
+                executor.where["a"]["paused"] = True
+            return done
+        handle.poll = poll
+        return handle
+    executor.start = start_paused
+    report = ev_engine.Evacuation(request, Journal.new("ev-test", SOURCE), FakeStore(), executor, clock=clock,
+                                  sleep=clock.sleep).run()
+    assert status(report) == {"a": "moved"} and executor.resumed == ["a"]
+
+
+def settle_a_transient_arrival(refuse_define=False):
+    """A run died after libvirt completed a live move and before it defined the domain on the destination;
+    a settling run finds it there, transient."""
+    return settle_one("t", "live", {"t": dict(host="hv2", active=True, persistent=False)}, refuse_define=refuse_define)
 
 
 def test_an_unwatched_live_move_not_yet_defined_on_the_destination_is_defined_there():
@@ -668,6 +833,27 @@ def test_a_corrupt_journal_is_refused_with_a_clear_message(tmp_path):
         json.dump(dict(format=99, domains={}), handle)
     with pytest.raises(JournalError):
         store.load()
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda data: data.pop("runs"), "no valid runs"),
+    (lambda data: data.update(runs="x"), "no valid runs"),
+    (lambda data: data.update(runs=[1]), "runs are not a list"),
+    (lambda data: data.pop("evacuation_id"), "no valid evacuation_id"),
+    (lambda data: data["domains"]["a"].pop("domain"), "does not name its domain"),
+])
+def test_a_partial_journal_is_refused_with_a_clear_message(tmp_path, change, message):
+    # Issue 11, hole 7: before the fix these raised KeyError (a traceback) in the evacuation.
+    journal = Journal.new("x", SOURCE)
+    journal.merge_move(move("a", "hv2", 1))
+    data = json.loads(journal.to_json())
+    change(data)
+    store = JournalStore(str(tmp_path), "x")
+    with open(store.path, "w") as handle:
+        json.dump(data, handle)
+    with pytest.raises(JournalError) as err:
+        store.load()
+    assert message in str(err.value)
 
 
 @pytest.mark.parametrize("value", ["", "../x", "a/b", ".hidden", "x" * 101, "a b", None])

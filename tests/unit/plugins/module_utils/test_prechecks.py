@@ -64,6 +64,16 @@ def test_capacity_counts_what_already_runs_there_within_the_overcommit():
     assert too_big[0]["detail"].startswith("not enough memory: 7169 MiB of 7168 MiB")
 
 
+def test_a_domain_bigger_than_the_destination_is_blocked_whatever_its_state():
+    # Issue 11, hole 9: a shut-off 64 GiB guest to a 24 GiB host was only "warn" (free memory); capacity is not
+    # checked for shut-off domains. It can never run there: block.
+    load = {"memory_total_mib": 24576, "memory_committed_mib": 0, "vcpus_total": 4, "vcpus_committed": 0}
+    found = checks.memory_total(64 << 20, load, "hv2")
+    assert found["verdict"] == "block" and "can never run there" in found["detail"]
+    assert checks.memory_total(16 << 20, load, "hv2")["verdict"] == "ok"
+    assert checks.memory_total(16 << 20, {}, "hv2")["verdict"] == "skipped"
+
+
 def cert(**overrides):
     facts = {"present": True, "path": "/etc/pki/qemu/server-cert.pem", "valid_now": True, "days_left": 300.0,
              "not_before": "2026-01-01", "not_after": "2027-01-01", "dns_names": ["hv2"], "ip_addresses": ["198.18.1.12"]}

@@ -89,3 +89,27 @@ def test_failures_name_each_failed_domain_with_its_error():
     from ansible_collections.virtops.migration.plugins.module_utils._evacuation.verify import failures
     records = [dict(rec("a", "moved", "hv2"), error=None), dict(rec("b", "failed", "hv2"), error="refused")]
     assert failures(records) == ["b failed: refused."]
+
+
+def test_a_domain_that_ran_and_is_paused_where_it_went_is_not_done():
+    # Issue 11, hole 4: the verification accepted "paused" as done.
+    records = [dict(domain="a", status="moved", destination="hv2", state="running")]
+    facts = {"hv1": {"domains": []}, "hv2": {"domains": [dict(name="a", state="paused", persistent=True)]}}
+    assert evacuation_problems("hv1", records, facts) == ["a is paused on hv2"]
+    paused_before = [dict(records[0], state="paused")]
+    assert evacuation_problems("hv1", paused_before, facts) == []
+
+
+def test_an_emptied_source_holds_no_other_domain_transient_ones_included():
+    # Issue 11, hole 3: another evacuation moved "guest" onto hv2 while hv2 was being emptied; before the fix
+    # hv2's verification looked only at what its own run moved, and called hv2 emptied.
+    records = [dict(domain="a", status="moved", destination="hv3", state="running"),
+               dict(domain="s", status="shut_down", state="running"),
+               dict(domain="k", status="skipped", state="running")]
+    facts = {"hv2": {"domains": [dom("guest", persistent=False), dom("s", state="shutoff"), dom("k"),
+                                 dom("left", state="shutoff")]},
+             "hv3": {"domains": [dom("a")]}}
+    assert evacuation_problems("hv2", records, facts) == []
+    assert evacuation_problems("hv2", records, facts, empty=True) == [
+        "guest is still on hv2 (running, transient), and this evacuation did not move it",
+        "left is still on hv2 (shutoff), and this evacuation did not move it"]

@@ -37,7 +37,7 @@ class Scenario(object):
 
     def __init__(self, complete=lambda job: job.polls >= 3, fail=None, remaining_mib=128, bps_mib=50,
                  postcopy_fail=None, resume_ok=True, shutdown_ok=True, postcopy_stall=False, hang_after_pause=False,
-                 ignore_abort=False):
+                 ignore_abort=False, fail_after_arrival=None):
         self.complete = complete
         self.fail = fail
         self.remaining_mib = remaining_mib
@@ -48,6 +48,8 @@ class Scenario(object):
         self.postcopy_stall = postcopy_stall
         self.hang_after_pause = hang_after_pause
         self.ignore_abort = ignore_abort
+        # The destination finished (the domain is there), then the job still reports this error.
+        self.fail_after_arrival = fail_after_arrival
 
 
 class Job(object):
@@ -204,6 +206,11 @@ class FakeDomain(object):
             if scenario.fail:
                 raise error(libvirt.VIR_ERR_OPERATION_FAILED, scenario.fail)
             return self._arrive(dest, flags, None)
+        if flags & (libvirt.VIR_MIGRATE_NON_SHARED_DISK | libvirt.VIR_MIGRATE_NON_SHARED_INC):
+            # libvirt creates the disk images on the destination as the copy starts
+            for source in ET.fromstring("<d>%s</d>" % self.disks).iter("source"):
+                if source.get("file"):
+                    dest.volumes.add(source.get("file"))
         job = self.job = Job(scenario)
         try:
             while True:
@@ -232,7 +239,10 @@ class FakeDomain(object):
                     break
         finally:
             self.job = None
-        return self._arrive(dest, flags, job)
+        self._arrive(dest, flags, job)
+        if scenario.fail_after_arrival:
+            raise error(libvirt.VIR_ERR_OPERATION_FAILED, scenario.fail_after_arrival)
+        return 0
 
     def _arrive(self, dest, flags, job):
         arrived = FakeDomain(dest, self._name, self.uuid, state=self.st if self.st != libvirt.VIR_DOMAIN_SHUTOFF
@@ -269,6 +279,17 @@ class FakePool(object):
         return 0
 
 
+class FakeVol(object):
+    def __init__(self, conn, path):
+        self.conn = conn
+        self.path = path
+
+    def delete(self, flags=0):
+        self.conn.volumes.discard(self.path)
+        self.conn.deleted.append(self.path)
+        return 0
+
+
 class FakeConn(object):
     def __init__(self, world, hostname, host_uuid, cpu_ok=True, pools=("/var/lib/libvirt/images",)):
         self.pool_refreshes = 0
@@ -279,6 +300,8 @@ class FakeConn(object):
         self.cpu_ok = cpu_ok
         self.pools = list(pools)
         self.closed = False
+        self.volumes = set()      # paths of the disk images libvirt lists here
+        self.deleted = []
 
     def add(self, name, uuid, **kwargs):
         dom = FakeDomain(self, name, uuid, **kwargs)
@@ -322,6 +345,8 @@ class FakeConn(object):
         raise error(libvirt.VIR_ERR_NO_STORAGE_POOL, "Storage pool not found")
 
     def storageVolLookupByPath(self, path):
+        if path in self.volumes:
+            return FakeVol(self, path)
         raise error(libvirt.VIR_ERR_NO_STORAGE_VOL, "Storage volume not found")
 
     def defineXML(self, xml):

@@ -329,6 +329,25 @@ def test_cold_failure_restarts_on_source(run):
     assert where(world) == {"hv1": (RUNNING, True)}
 
 
+def test_a_cold_move_with_disks_that_fails_after_the_destination_finished_keeps_its_disks(run):
+    # Issue 11, hole 8: the destination holds the domain (paused, with the copied disk) when the job reports a
+    # failure. Before the fix the module deleted that disk as a "partial copy", from under the only copy left.
+    world = World(Scenario(fail_after_arrival="migration confirm: connection reset by peer"))
+    world.hv1.add("mig-a", UUID, disks=LOCAL_DISK)
+    out = run(world, mode="cold", copy_storage="all")
+    assert out["rc"] == 1 and "the disks copied there are kept" in out["msg"]
+    assert world.hv2.deleted == [] and world.hv2.volumes == {"/var/lib/libvirt/images/mig-a.qcow2"}
+    assert UUID in world.hv2.domains and "create" not in [c for d in world.hv1.domains.values() for c in d.calls]
+
+
+def test_a_cold_move_with_disks_that_failed_mid_copy_removes_the_partial_copy(run):
+    world = World(Scenario(fail="Unable to write to socket"))
+    src = world.hv1.add("mig-a", UUID, disks=LOCAL_DISK)
+    out = run(world, mode="cold", copy_storage="all")
+    assert out["rc"] == 1 and "started it again on hv1" in out["msg"]
+    assert world.hv2.deleted == ["/var/lib/libvirt/images/mig-a.qcow2"] and src.st == RUNNING
+
+
 def test_local_disk_without_copy_storage_is_a_blocker(run):
     world = World()
     world.hv1.add("mig-a", UUID, disks=LOCAL_DISK)
