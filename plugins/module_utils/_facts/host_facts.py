@@ -213,19 +213,21 @@ def crl_facts(pem):
     }
 
 
+def _read_pem(path, parse):
+    """{"path", "present"} and what ``parse`` makes of the file, or the reason it could not be read."""
+    entry = {"path": path, "present": os.path.exists(path)}
+    if entry["present"]:
+        try:
+            with open(path, "rb") as handle:
+                entry.update(parse(handle.read()))
+        except (OSError, ValueError) as err:
+            entry["error"] = "cannot read %s: %s" % (path, err)
+    return entry
+
+
 def read_crls(paths):
     """The CRLs at ``paths`` (by service), each as crl_facts says, or absent/unreadable."""
-    found = {}
-    for service, path in sorted(paths.items()):
-        entry = {"path": path, "present": os.path.exists(path)}
-        if entry["present"]:
-            try:
-                with open(path, "rb") as handle:
-                    entry.update(crl_facts(handle.read()))
-            except (OSError, ValueError) as err:
-                entry["error"] = "cannot read %s: %s" % (path, err)
-        found[service] = entry
-    return found
+    return dict((service, _read_pem(path, crl_facts)) for service, path in sorted(paths.items()))
 
 
 def revocation(cert, crl):
@@ -252,13 +254,8 @@ def read_certificates(paths, crl_paths=None):
     crls = read_crls(DEFAULT_CRLS if crl_paths is None else crl_paths)
     found = {}
     for role, path in sorted(paths.items()):
-        entry = {"path": path, "present": os.path.exists(path)}
+        entry = _read_pem(path, certificate_facts)
         if entry["present"]:
-            try:
-                with open(path, "rb") as handle:
-                    entry.update(certificate_facts(handle.read()))
-            except (OSError, ValueError) as err:
-                entry["error"] = "cannot read %s: %s" % (path, err)
             crl = crls.get(CRL_OF_ROLE.get(role))
             revoked = revocation(entry, crl)
             if revoked is not None:
