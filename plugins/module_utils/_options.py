@@ -112,12 +112,15 @@ CONNECTION = _group(
         "The libvirt URI of the hypervisor the module acts on, as seen from the host the module runs on.",
         "The modules are meant to run on the hypervisor itself, so the default is the local system instance.",
         "A remote URI is accepted with the same strict rules as O(transport) builds them "
-        "(C(qemu+TRANSPORT://HOST[:PORT]/system), no query string)."]),
+        "(C(qemu+TRANSPORT://HOST[:PORT]/system), no query string). C(qemu+tcp://), libvirt's plaintext "
+        "transport, is refused with an error before anything is opened."]),
     Option("transport", "str", default=DEFAULT_TRANSPORT, choices=sorted(TRANSPORT_PORTS), description=[
         "Transport of the libvirt URIs built from host names, for example C(qemu+tls://hv2/system) for C(tls).",
         "C(tls) needs libvirtd's TLS listener and certificates whose subject alternative names include the "
         "host name used; C(ssh) needs SSH keys for the user the module runs as (for peer-to-peer migration, "
-        "for the root user of the source's libvirtd); C(tcp) is unencrypted unless SASL is configured."]),
+        "for the root user of the source's libvirtd).",
+        "There is no C(tcp): libvirt's plaintext TCP transport would hand a root-equivalent connection to "
+        "anyone on the path, and no option of the collection re-enables it."]),
     Option("connect_timeout", "int", default=DEFAULT_CONNECT_TIMEOUT, description=[
         "Seconds to wait for a remote hypervisor's libvirt port to answer before failing, so that an "
         "unreachable host fails quickly with a clear message."]),
@@ -163,8 +166,12 @@ LADDER = _group(
 
 MIGRATION = _group(
     Option("tls", "bool", default=True, description=[
-        "Encrypt the migration stream with TLS (C(VIR_MIGRATE_TLS)). Both hosts need libvirt's migration TLS "
-        "certificates; the stream carries all guest memory, so it should never travel in clear."]),
+        "Encrypt the migration stream (memory and copied disks) with QEMU's native TLS (C(VIR_MIGRATE_TLS)); "
+        "both hosts need QEMU's migration certificates (the C(virtops.migration.tls) role issues them).",
+        "Only V(true) is accepted. V(false) is refused with an error before anything is opened: the stream "
+        "carries all of the guest's memory, and a plaintext stream could be read or altered by anyone on the "
+        "migration network. There is deliberately no option to allow it; hosts prepared by the "
+        "C(virtops.migration.hypervisor) role refuse such a migration too (C(migrate_tls_force))."]),
     Option("bandwidth", "int", description=[
         "Maximum migration bandwidth in MiB/s, at least 1. Unlimited when not set."]),
     Option("postcopy_resume", "bool", default=True, description=[

@@ -123,8 +123,10 @@ host_info:
       description: Per architecture, the machine types, the domain types (C(kvm), C(qemu)) and the emulator.
       type: dict
     certificates:
-      description: Per certificate role, C(path), C(present), and when readable C(subject_cn), C(issuer),
-        C(dns_names), C(ip_addresses), C(not_before), C(not_after), C(days_left), C(valid_now); or C(error).
+      description: Per certificate role, C(path), C(present), and when readable C(subject_cn), C(serial) (hex),
+        C(issuer), C(dns_names), C(ip_addresses), C(not_before), C(not_after), C(days_left), C(valid_now); or
+        C(error). Where the CRL of the certificate's CA is installed (C(/etc/pki/CA/cacrl.pem) for libvirt's,
+        C(/etc/pki/qemu/ca-crl.pem) for QEMU's), also C(revoked), C(crl) and, when revoked, C(revoked_on).
       type: dict
     migration:
       description: The migration settings found in C(qemu.conf) (address, port range, TLS enforcement and

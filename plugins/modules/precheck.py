@@ -19,7 +19,8 @@ description:
     QEMU and libvirt not older than the source's; memory and vCPUs free within the overcommit, counting
     what already runs there; each disk shared, or copyable into a pool there; devices that cannot move live;
     this host's TLS client certificates and the destination's QEMU server certificate naming the migration
-    address; and a prediction of the migration's time and downtime from the throughput measured with
+    address (a revoked certificate blocks, naming it; one that does not name its host is a warning); and a
+    prediction of the migration's time and downtime from the throughput measured with
     iperf3 to the destination's migration address and the domain's dirty rate measured by QEMU.
   - The throughput measurement needs a one-shot iperf3 server on each destination
     (C(iperf3 -s -1 -B ADDRESS -p PORT)), which a playbook starts right before this task

@@ -171,7 +171,8 @@ class _Run(object):
                                   checks.free_memory(dst, desc.memory_kib)]
             if domain["state"] != "shutoff":
                 items += checks.capacity(domain, load, self.params, name)
-            items += checks.certificates(local_certs, dst_facts, name, address, self.params["certificate_min_days"])
+            items += checks.certificates(local_certs, dst_facts, name, address, self.params["certificate_min_days"],
+                                         src_name=self.src.hostname)
             disk_mib = domain["local_disk_bytes"] / 1048576.0 if plan.copy_targets else 0.0
             predicted_check, predicted = checks.prediction(domain, rates.get(dom.name()), bandwidth, self.ladder,
                                                            disk_mib, mode)

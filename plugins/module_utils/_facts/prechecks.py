@@ -207,15 +207,19 @@ def capacity(domain, dst_load, options, dst_name):
     return found
 
 
-def certificates(local_certs, dst_facts, dst_name, migration_address, min_days):
+def certificates(local_certs, dst_facts, dst_name, migration_address, min_days, src_name=None):
     """This host's client certificates, and the destination's QEMU server certificate for the address used.
 
+    A certificate that is revoked (by the CRL on its host) blocks; one that does not name
+    its host (``src_name``, ``dst_name``) is a warning: it was issued for another host.
     The destination's libvirt server certificate is checked for real by the TLS connection
     the pre-check opens to it (a failure blocks every pair with libvirt's reason).
     """
     found = []
     for role in ("libvirt_client", "qemu_client"):
-        found.append(_certificate(local_certs.get(role), "this host's %s certificate" % role, min_days))
+        what = "this host's %s certificate" % role
+        found.append(_certificate(local_certs.get(role), what, min_days))
+        found.extend(_names_host(local_certs.get(role), what, src_name))
     if dst_facts is None:
         found.append(check("certificates", SKIPPED, "%s's QEMU server certificate not checked (give its host_info "
                            "facts in destination_facts)" % dst_name))
@@ -223,6 +227,7 @@ def certificates(local_certs, dst_facts, dst_name, migration_address, min_days):
     server = (dst_facts.get("certificates") or {}).get("qemu_server")
     item = _certificate(server, "%s's QEMU server certificate" % dst_name, min_days)
     found.append(item)
+    found.extend(_names_host(server, "%s's QEMU server certificate" % dst_name, dst_name))
     if item["verdict"] != BLOCK and migration_address:
         names = set(server.get("dns_names", [])) | set(server.get("ip_addresses", []))
         if migration_address not in names:
@@ -237,12 +242,28 @@ def _certificate(facts, what, min_days):
         return check("certificates", BLOCK, "%s is missing%s" % (what, " (%s)" % facts["path"] if facts else ""))
     if facts.get("error"):
         return check("certificates", BLOCK, "%s: %s" % (what, facts["error"]))
+    if facts.get("revoked"):
+        return check("certificates", BLOCK, "%s (%s, serial %s) is revoked since %s by %s: TLS peers refuse it; "
+                     "issue the host new certificates (playbooks/rotate_certificates.yml) or take it out of the "
+                     "fleet" % (what, facts["path"], facts.get("serial"), facts.get("revoked_on"), facts.get("crl")))
     if not facts.get("valid_now"):
         return check("certificates", BLOCK, "%s is not valid now (valid %s to %s)" % (
             what, facts["not_before"], facts["not_after"]))
     if facts["days_left"] < min_days:
         return check("certificates", WARN, "%s expires in %.1f days" % (what, facts["days_left"]))
     return check("certificates", OK, "%s valid for %.0f more days" % (what, facts["days_left"]))
+
+
+def _names_host(facts, what, host):
+    """A warning when a readable certificate does not name ``host`` (a name or an address) at all."""
+    if not host or not facts or not facts.get("present") or facts.get("error") or "dns_names" not in facts:
+        return []
+    names = set(name.lower() for name in facts.get("dns_names", [])) | set(facts.get("ip_addresses", []))
+    wanted = host.lower()
+    if wanted in names or wanted.split(".")[0] in names:
+        return []
+    return [check("certificates", WARN, "%s (%s) does not name %s (it names %s): it was issued for another host, "
+                  "or before the host was renamed" % (what, facts["path"], host, ", ".join(sorted(names)) or "nothing"))]
 
 
 def prediction(domain, dirty_rate, bandwidth, ladder, disk_mib, mode):

@@ -35,6 +35,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri imp
     LOCAL_URI,
     destination_uri,
     parse_uri,
+    refuse_plaintext,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._options import CONNECTION, argument_spec
 
@@ -57,7 +58,9 @@ class ConnectionSettings(object):
         if timeout is None or timeout <= 0:
             raise ParameterError("connect_timeout must be a positive number of seconds, not %r" % (timeout,))
         uri = parse_uri(params.get("uri") or LOCAL_URI, allow_local=True)
-        return cls(uri, params.get("transport") or DEFAULT_TRANSPORT, timeout)
+        transport = params.get("transport") or DEFAULT_TRANSPORT
+        refuse_plaintext(transport, "transport %r" % transport)
+        return cls(uri, transport, timeout)
 
     def remote(self, host_or_uri):
         """The validated URI of another hypervisor named by host name, address or URI."""

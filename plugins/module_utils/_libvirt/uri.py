@@ -13,6 +13,11 @@ address) are accepted; anything else (``/ ? # @ % : [ ]``, blanks, control chara
 is refused before any connection is tried. URIs are limited to the qemu driver's
 ``/system`` instance over an allowed transport, with no query string (libvirt's URI
 parameters include ``command=``, ``netcat=``, ``socket=`` and ``no_verify=``).
+
+Plaintext is refused, with no option to allow it: ``qemu+tcp://`` (libvirt's unencrypted
+TCP transport, root on the hypervisor for anyone on the path) is named and rejected, and
+the only migration stream URI is ``tcp://``, which QEMU wraps in TLS (the migrate request
+refuses ``tls=false``). SSH transports stay: they are encrypted and authenticated.
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ import re
 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 
-# Transports a remote libvirt URI may use, and libvirtd's default port for each.
+# Transports a remote libvirt URI may use, and libvirtd's default port for each: all of them
+# encrypted and authenticated.
 TRANSPORT_PORTS = {
     "tls": 16514,
-    "tcp": 16509,
     "ssh": 22,
     "libssh": 22,
     "libssh2": 22,
 }
+# libvirt's plaintext transport: refused by name, so that the error says why.
+PLAINTEXT_TRANSPORTS = ("tcp",)
 DEFAULT_TRANSPORT = "tls"
 LOCAL_URI = "qemu:///system"
 
@@ -45,6 +52,16 @@ _URI_RE = re.compile(
     r"(?P<rest>[?#].*)?$",
     re.DOTALL,
 )
+
+
+def refuse_plaintext(transport, what):
+    """Raise ParameterError when ``transport`` is libvirt's unencrypted TCP transport."""
+    if transport in PLAINTEXT_TRANSPORTS:
+        raise ParameterError(
+            "%s uses libvirt's plaintext transport qemu+%s://: refused. It carries the libvirt connection "
+            "(root on the hypervisor) without encryption or certificate checks; use qemu+tls:// (the default) "
+            "or qemu+ssh://. No option re-enables it, and the hypervisors prepared by this collection do not "
+            "listen for it." % (what, transport))
 
 
 def validate_host(value, what="host name"):
@@ -173,6 +190,7 @@ def parse_uri(value, allow_local=False, transports=tuple(TRANSPORT_PORTS)):
             "libvirt URI %r has a host but no transport; use one of %s"
             % (value, ", ".join("qemu+%s://" % t for t in transports))
         )
+    refuse_plaintext(transport, "libvirt URI %r" % value)
     if transport not in transports:
         raise ParameterError(
             "libvirt URI %r: transport %r is not allowed; use one of %s" % (value, transport, ", ".join(transports))
@@ -194,6 +212,7 @@ def destination_uri(destination, transport=DEFAULT_TRANSPORT):
         raise ParameterError("destination must be a host name, an IP address or a libvirt URI")
     if "://" in destination:
         return parse_uri(destination)
+    refuse_plaintext(transport, "transport %r" % transport)
     if transport not in TRANSPORT_PORTS:
         raise ParameterError("transport %r is not one of %s" % (transport, ", ".join(TRANSPORT_PORTS)))
     return LibvirtURI(transport=transport, host=validate_host(destination, "destination"))
@@ -212,7 +231,7 @@ def migration_uri(address):
         if match.group(2) is not None:
             port = _parse_port(match.group(2), address)
     elif "://" in text:
-        raise ParameterError("migration_address %r: only tcp:// is supported (TLS is set with the tls option)" % address)
+        raise ParameterError("migration_address %r: only tcp:// is supported (QEMU wraps the stream in TLS)" % address)
     host = validate_host(text, "migration_address")
     uri = "tcp://%s" % format_host(host)
     if port:

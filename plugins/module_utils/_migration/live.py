@@ -288,15 +288,14 @@ class LiveMigration(object):
             out["timings"]["module_s"] = round(time.monotonic() - task.started, 3)
             return out
         desturi = str(task.dst.uri)
-        tls = " --tls" if task.request.tls else ""
         where, where_text = task.where_now()
         msg = ("post-copy migration of %s from %s to %s failed%s. The guest had already switched to %s before all "
                "its memory was copied, so it cannot run on either host until the migration is resumed. Where the "
                "domain is now: %s. Resume attempt: %s. To recover once both hosts and the link between them are "
                "back: re-run this task (it resumes a failed post-copy migration), or on %s run "
-               "'virsh migrate --live --p2p --postcopy --postcopy-resume%s %s %s'." % (
+               "'virsh migrate --live --p2p --postcopy --postcopy-resume --tls %s %s'." % (
                    task.request.name, task.src.name, task.dst.name, ": %s" % error.msg if error else "",
-                   task.dst.name, where_text, attempt, task.src.name, tls, task.request.name, desturi))
+                   task.dst.name, where_text, attempt, task.src.name, task.request.name, desturi))
         raise PostcopyFailed(msg, changed=True, where=where, escalations=escalations)
 
     def _resume(self, resume_flag):

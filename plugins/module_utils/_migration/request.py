@@ -100,10 +100,13 @@ class MigrationRequest(object):
         if not params["persistent"] and mode == "cold":
             raise ParameterError("persistent=false needs mode live: a cold migration moves the definition itself")
         tls = params["tls"]
+        if not tls:
+            raise ParameterError(
+                "tls=false would send the guest's memory (and copied disks) over the migration network in clear: "
+                "refused. The collection migrates with QEMU's native TLS only, and has no option to allow "
+                "plaintext; issue QEMU's migration certificates (role virtops.migration.tls) instead.")
         tls_destination = params.get("tls_destination")
         if tls_destination is not None:
-            if not tls:
-                raise ParameterError("tls_destination is only used with tls=true")
             tls_destination = validate_host(tls_destination, "tls_destination")
         address = params.get("migration_address")
         mig_uri = migration_uri(address) if address else None
@@ -222,9 +225,8 @@ def _finish(persistent, src, dst, src_name, dst_name):
 
 def live_flags(request, copy_targets):
     """Names of the VIR_MIGRATE_* flags for a live migration."""
-    names = ["PEER2PEER", "LIVE", "ABORT_ON_ERROR"]
-    if request.tls:
-        names.append("TLS")
+    # TLS always: MigrationRequest refuses tls=false.
+    names = ["PEER2PEER", "LIVE", "ABORT_ON_ERROR", "TLS"]
     if request.persistent:
         # Not PERSIST_DEST: libvirt would define the domain on the destination before the source
         # undefines it, so for a moment both hosts would hold a persistent definition. The module
@@ -250,13 +252,10 @@ def cold_flags(request, copy_targets):
     it that way, so libvirt's storage migration copies them; it arrives paused.
     """
     if not copy_targets:
-        names = ["PEER2PEER", "OFFLINE", "PERSIST_DEST", "UNDEFINE_SOURCE"]
         # libvirtd with migrate_tls_force refuses any migration without the TLS flag, even offline.
-        return names + ["TLS"] if request.tls else names
+        return ["PEER2PEER", "OFFLINE", "PERSIST_DEST", "UNDEFINE_SOURCE", "TLS"]
     # As for a live migration, the module defines the domain on the destination afterwards.
-    names = ["PEER2PEER", "PAUSED", "UNDEFINE_SOURCE", "ABORT_ON_ERROR"]
-    if request.tls:
-        names.append("TLS")
+    names = ["PEER2PEER", "PAUSED", "UNDEFINE_SOURCE", "ABORT_ON_ERROR", "TLS"]
     if request.parallel_connections:
         names.append("PARALLEL")
     return names + _storage_flags(request, copy_targets)
@@ -286,6 +285,6 @@ def migration_params(request, copy_targets, offline=False):
         params["compression"] = list(request.compression)
     if copy_targets:
         params["migrate_disks"] = list(copy_targets)
-    if request.tls and request.tls_destination:
+    if request.tls_destination:
         params["tls.destination"] = request.tls_destination
     return params

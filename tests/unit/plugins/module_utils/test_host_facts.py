@@ -142,6 +142,69 @@ def test_certificates_that_are_missing_or_unreadable_say_so(tmp_path):
     assert found["libvirt_server"]["present"] and "cannot read" in found["libvirt_server"]["error"]
 
 
+def _ca(name):
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+
+
+def _signed(ca, serial, now):
+    key, issuer = ca
+    leaf = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hv1")]))
+            .issuer_name(issuer).public_key(leaf.public_key()).serial_number(serial)
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=90))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("hv1")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(Encoding.PEM)
+
+
+def _crl(ca, serials, now):
+    key, issuer = ca
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer).last_update(now)
+               .next_update(now + datetime.timedelta(days=30)))
+    for serial in serials:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build())
+    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.PEM)
+
+
+def test_revocation_by_the_crl_of_the_certificates_own_ca(tmp_path):
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    libvirt_ca, qemu_ca = _ca("libvirt CA"), _ca("QEMU CA")
+    paths = {}
+    for role, ca, serial in (("libvirt_client", libvirt_ca, 0x1F), ("libvirt_server", libvirt_ca, 0x20),
+                             ("qemu_client", qemu_ca, 0x1F)):
+        paths[role] = str(tmp_path / (role + ".pem"))
+        with open(paths[role], "wb") as handle:
+            handle.write(_signed(ca, serial, now))
+    crls = {"libvirt": str(tmp_path / "cacrl.pem"), "qemu": str(tmp_path / "ca-crl.pem")}
+    with open(crls["libvirt"], "wb") as handle:
+        handle.write(_crl(libvirt_ca, [0x1F], now))
+    found = facts.read_certificates(paths, crls)
+    assert found["libvirt_client"]["revoked"] is True and found["libvirt_client"]["serial"] == "1f"
+    assert found["libvirt_client"]["crl"] == crls["libvirt"]
+    assert found["libvirt_client"]["revoked_on"] == now.isoformat()
+    assert found["libvirt_server"]["revoked"] is False
+    # No QEMU CRL installed: not known, rather than not revoked.
+    assert "revoked" not in found["qemu_client"]
+    # A CRL of another CA with the same serial says nothing about the certificate.
+    with open(crls["qemu"], "wb") as handle:
+        handle.write(_crl(libvirt_ca, [0x1F], now))
+    assert "revoked" not in facts.read_certificates(paths, crls)["qemu_client"]
+    with open(crls["qemu"], "wb") as handle:
+        handle.write(_crl(qemu_ca, [0x1F], now))
+    assert facts.read_certificates(paths, crls)["qemu_client"]["revoked"] is True
+
+
+def test_an_unreadable_crl_is_reported_and_checks_nothing(tmp_path):
+    bad = tmp_path / "cacrl.pem"
+    bad.write_text("not a CRL")
+    found = facts.read_crls({"libvirt": str(bad), "qemu": str(tmp_path / "none.pem")})
+    assert "cannot read" in found["libvirt"]["error"]
+    assert found["qemu"] == {"path": str(tmp_path / "none.pem"), "present": False}
+    assert facts.revocation({"serial": "1", "issuer": "CN=x"}, found["libvirt"]) is None
+
+
 @pytest.mark.parametrize("number, text", [(9000000, "9.0.0"), (7002001, "7.2.1"), (10010012, "10.10.12")])
 def test_versions_as_libvirt_encodes_them(number, text):
     assert facts._version(number) == text

@@ -61,7 +61,9 @@ def shutoff():
     (dict(compression=["mt"], timeout_action="postcopy"), "compression"),
     (dict(compression=["mt", "mt"]), "twice"),
     (dict(persistent=False, mode="cold"), "persistent"),
-    (dict(tls=False, tls_destination="hv2"), "tls_destination"),
+    (dict(tls=False), "tls=false would send the guest's memory .* in clear: refused"),
+    (dict(tls=False, tls_destination="hv2"), "in clear: refused"),
+    (dict(tls=False, mode="cold"), "in clear: refused"),
     (dict(tls_destination="hv2/x"), "tls_destination"),
     (dict(migration_address="198.18.1.12/24"), "migration_address"),
     (dict(migration_address="tcp://198.18.1.12?x"), "migration_address"),
@@ -97,9 +99,9 @@ def test_live_flags_default():
 
 
 def test_live_flags_everything():
-    r = request(tls=False, persistent=False, auto_converge=True, postcopy="permit", parallel_connections=4,
+    r = request(persistent=False, auto_converge=True, postcopy="permit", parallel_connections=4,
                 compression=["xbzrle"], copy_storage="incremental")
-    assert live_flags(r, ["vda"]) == ["PEER2PEER", "LIVE", "ABORT_ON_ERROR", "AUTO_CONVERGE", "POSTCOPY",
+    assert live_flags(r, ["vda"]) == ["PEER2PEER", "LIVE", "ABORT_ON_ERROR", "TLS", "AUTO_CONVERGE", "POSTCOPY",
                                       "PARALLEL", "COMPRESSED", "NON_SHARED_INC"]
     assert "NON_SHARED_DISK" in live_flags(request(copy_storage="all"), ["vda"])
     # Nothing to copy: no storage flag even with copy_storage set.
@@ -136,7 +138,6 @@ def test_params_names_match_libvirt():
 def test_cold_flags():
     # TLS even offline: libvirtd with migrate_tls_force refuses any migration without it.
     assert cold_flags(request(), []) == ["PEER2PEER", "OFFLINE", "PERSIST_DEST", "UNDEFINE_SOURCE", "TLS"]
-    assert cold_flags(request(tls=False), []) == ["PEER2PEER", "OFFLINE", "PERSIST_DEST", "UNDEFINE_SOURCE"]
     flags = cold_flags(request(copy_storage="all"), ["vda"])
     assert "PAUSED" in flags and "NON_SHARED_DISK" in flags and "TLS" in flags and "LIVE" not in flags
     # The module persists the copy on the destination itself, after the source undefined it.

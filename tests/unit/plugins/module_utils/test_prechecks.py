@@ -97,6 +97,35 @@ def test_certificates_on_both_ends_and_the_migration_address():
     assert missing[1]["verdict"] == "block"
 
 
+def test_a_revoked_certificate_is_named_and_blocks():
+    local = {"libvirt_client": cert(path="/etc/pki/libvirt/clientcert.pem", serial="1f", revoked=True,
+                                    revoked_on="2026-11-30T10:00:00+00:00", crl="/etc/pki/CA/cacrl.pem"),
+             "qemu_client": cert(revoked=False)}
+    server = cert(revoked=True, serial="2a", crl="/etc/pki/qemu/ca-crl.pem")
+    found = checks.certificates(local, {"certificates": {"qemu_server": server}}, "hv2", "198.18.1.12", 14)
+    assert [c["verdict"] for c in found] == ["block", "ok", "block"]
+    assert "this host's libvirt_client certificate (/etc/pki/libvirt/clientcert.pem, serial 1f) is revoked" \
+        in found[0]["detail"] and "/etc/pki/CA/cacrl.pem" in found[0]["detail"]
+    assert "hv2's QEMU server certificate" in found[2]["detail"] and "serial 2a) is revoked" in found[2]["detail"]
+
+
+def test_a_certificate_that_does_not_name_its_host_is_named():
+    local = {"libvirt_client": cert(dns_names=["hv1", "hv1.lab.test"]),
+             "qemu_client": cert(dns_names=["hv3"], ip_addresses=[])}
+    found = checks.certificates(local, {"certificates": {"qemu_server": cert(dns_names=["hv3"])}}, "hv2",
+                                "198.18.1.12", 14, src_name="hv1.lab.test")
+    verdicts = [(c["verdict"], c["detail"]) for c in found]
+    assert [verdict for verdict, _detail in verdicts] == ["ok", "ok", "warn", "ok", "warn"]
+    assert "this host's qemu_client certificate (/etc/pki/qemu/server-cert.pem) does not name hv1.lab.test " \
+        "(it names hv3)" in verdicts[2][1]
+    assert "hv2's QEMU server certificate" in verdicts[4][1] and "does not name hv2" in verdicts[4][1]
+    # A short name in the certificate matches the host's FQDN; an address matches as an address.
+    assert checks.verdict_of(checks.certificates({"libvirt_client": cert(dns_names=["hv1"]),
+                                                  "qemu_client": cert(dns_names=["hv1"])},
+                                                 {"certificates": {"qemu_server": cert(dns_names=[])}},
+                                                 "198.18.1.12", "198.18.1.12", 14, src_name="hv1.lab.test")) == "ok"
+
+
 LADDER = {"max_downtime": 300, "max_downtime_steps": [], "auto_converge": False, "postcopy": "never",
           "timeout_action": "abort"}
 

@@ -37,7 +37,6 @@ def test_invalid_hosts(value):
     ("qemu+tls://hv2/system", "qemu+tls://hv2/system"),
     ("qemu+tls://HV2.lab.test:16515/system", "qemu+tls://hv2.lab.test:16515/system"),
     ("qemu+ssh://root@hv2/system", "qemu+ssh://root@hv2/system"),
-    ("qemu+tcp://198.18.0.12/system", "qemu+tcp://198.18.0.12/system"),
     ("qemu+tls://[fd00::12]/system", "qemu+tls://[fd00::12]/system"),
     ("qemu+libssh2://hv2/system", "qemu+libssh2://hv2/system"),
 ])
@@ -56,6 +55,8 @@ def test_valid_uris(value, expected):
     ("qemu+http://hv2/system", "not allowed"),
     ("qemu+ext://hv2/system", "not allowed"),
     ("qemu+unix://hv2/system", "not allowed"),
+    ("qemu+tcp://198.18.0.12/system", "plaintext transport qemu\\+tcp"),
+    ("qemu+tcp://hv2:16509/system", "plaintext"),
     ("qemu://hv2/system", "no transport"),
     ("qemu+tls://root@hv2/system", "SSH"),
     ("qemu+ssh://user:pw@hv2/system", "login name"),
@@ -93,6 +94,22 @@ def test_destination_uri_is_validated():
         destination_uri("hv2", "carrier-pigeon")
     with pytest.raises(ParameterError):
         destination_uri(None)
+
+
+@pytest.mark.parametrize("destination, transport", [
+    ("hv2", "tcp"),
+    ("qemu+tcp://hv2/system", "tls"),
+    ("qemu+tcp://hv2/system", "ssh"),
+])
+def test_plaintext_libvirt_transport_is_refused_with_the_reason(destination, transport):
+    with pytest.raises(ParameterError, match="plaintext transport qemu\\+tcp.*refused.*qemu\\+tls"):
+        destination_uri(destination, transport)
+
+
+def test_ssh_stays_allowed_for_the_control_connection():
+    # Encrypted and authenticated: not plaintext.
+    assert str(parse_uri("qemu+ssh://root@hv2/system")) == "qemu+ssh://root@hv2/system"
+    assert str(destination_uri("hv2", "libssh")) == "qemu+libssh://hv2/system"
 
 
 @pytest.mark.parametrize("value, expected, disks", [
