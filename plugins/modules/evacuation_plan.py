@@ -50,8 +50,9 @@ description:
     lean to the long side. A migration also takes O(setup_seconds),
     and first copies local disks that are not shared. When a pre-check predicted a pair, the plan never
     predicts less time, less downtime or a lower escalation than the pre-check did.
-  - Scales to large inventories - the destinations are indexed once per plan (a heap ordered by free capacity),
-    so planning one host's evacuation among 10,000 hosts and 200,000 domains takes a fraction of a second.
+  - Scales to large inventories - the destinations are indexed once per plan (by free share, and by the memory
+    and vCPUs they have free, so hosts without room for a big domain are passed over whole), so planning one
+    host's evacuation among 10,000 hosts and 200,000 domains takes a fraction of a second.
 author:
   - virtops maintainers (@virtops)
 extends_documentation_fragment:

@@ -286,7 +286,7 @@ def _bad_destination_domain(host, index, raw):
 class Destination(object):
     """A host that may receive domains: its capacity and what it already holds."""
 
-    __slots__ = ("name", "mem_cap", "cpu_cap", "mem_used", "cpu_used", "version")
+    __slots__ = ("name", "mem_cap", "cpu_cap", "mem_used", "cpu_used")
 
     def __init__(self, name, mem_cap, cpu_cap, mem_used, cpu_used):
         self.name = name
@@ -294,7 +294,6 @@ class Destination(object):
         self.cpu_cap = cpu_cap
         self.mem_used = mem_used
         self.cpu_used = cpu_used
-        self.version = 0
 
     def score(self):
         """Share of the scarcer resource still free; the highest is the least loaded."""
