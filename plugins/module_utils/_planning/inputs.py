@@ -374,7 +374,7 @@ def _index_destinations(source, hosts, opts, groups):
             domains = [] if domains is None else domains
             if (in_maintenance.__class__ is not bool or not isinstance(total, _NUMBER_TYPES)
                     or not isinstance(committable, _NUMBER_TYPES) or not isinstance(cpus, _NUMBER_TYPES)
-                    or not 0 <= committable <= total or cpus < 0 or domains.__class__ is not list):
+                    or not 0 <= committable <= total or cpus < 0 or not isinstance(domains, list)):
                 raise ValueError()
         except (AttributeError, KeyError, TypeError, ValueError):
             # The slow checks name what is wrong.
