@@ -37,32 +37,18 @@ import bench_plan  # noqa: E402  (also links the checkout as the collection)
 PLAYBOOK = os.path.join(HERE, "plan_task.yml")
 
 
-def descendants(pid):
-    """The processes below ``pid`` (Ansible's workers start sessions of their own)."""
-    children = {}
+def stop(marker):
+    """Kill every process whose command line holds ``marker`` - this run's inventory file, so
+    ansible-playbook and its workers (which start sessions of their own), and nothing else."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open("/proc/%s/stat" % entry) as handle:
-                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
+                with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                    mine = marker.encode() in handle.read()
+                if mine:
+                    os.kill(int(entry), 9)
+            except OSError:
                 continue
-            children.setdefault(parent, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def stop(pid):
-    """Stop ansible-playbook and every process it started."""
-    for victim in [pid] + descendants(pid):
-        try:
-            os.kill(victim, 9)
-        except OSError:
-            pass
 
 
 def run_playbook(facts, source, timeout):
@@ -100,7 +86,7 @@ def run_playbook(facts, source, timeout):
                 if pid == 0:
                     status = None
                     if time.perf_counter() > deadline:
-                        stop(child.pid)
+                        stop(inventory)
                         child.wait()
                         return dict(timed_out=True, wall=time.perf_counter() - start)
                     time.sleep(0.2)

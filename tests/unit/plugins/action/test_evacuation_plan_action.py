@@ -7,12 +7,13 @@ the task.
 """
 
 import json
+import os
+import sys
 from unittest import mock
 
 import pytest
 
 from ansible.module_utils._internal._datatag import AnsibleTagHelper
-from ansible.module_utils.datatag import deprecator_from_collection_name  # noqa: F401  (ansible-core with data tags)
 from ansible.module_utils.testing import patch_module_args
 from ansible._internal._datatag._tags import Origin
 
@@ -20,28 +21,8 @@ from ansible_collections.virtops.migration.plugins.action.evacuation_plan import
 from ansible_collections.virtops.migration.plugins.module_utils._planning.run import plan_in_controller
 from ansible_collections.virtops.migration.plugins.modules import evacuation_plan
 
-GIB = 1024
-
-
-def dom(name, memory=4 * GIB, state="running", **labels):
-    return dict(name=name, uuid=None, state=state, persistent=True, memory_mib=memory, vcpus=2, dirty_rate_mib_s=10,
-                shared_storage=True, local_disk_bytes=0, blockers=[],
-                labels=dict(dict(anti_affinity=None, do_not_migrate=None), **labels))
-
-
-def host(*domains, maintenance=False, memory=65536):
-    return dict(memory_total_mib=memory, memory_committable_mib=memory - 5536, vcpus_total=16, maintenance=maintenance,
-                migration_bandwidth_mib_s=1000, domains=list(domains))
-
-
-HOSTS = dict(
-    hv1=host(dom("web-1", anti_affinity="web"), dom("web-2", anti_affinity="web"), dom("db", 16 * GIB),
-             dom("old", state="shutoff"), dom("lic", do_not_migrate="skip"), dom("batch", do_not_migrate="shutdown")),
-    hv2=host(dom("web-0", anti_affinity="web")),
-    hv3=host(),
-    hv4=host(memory=262144),
-    hv5=host(maintenance=True),
-)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "modules"))
+from test_evacuation_plan import HOSTS  # noqa: E402  (the module's own test input)
 
 
 def module_result(capsys, **args):
