@@ -9,10 +9,12 @@ checks them; with the facts of a large inventory that was most of the task's tim
 36 s at 10,000 hosts) for a plan that takes a fraction of a second. The plan only reads
 its input, so it runs where the input already is (_planning/run.py: plan_in_controller).
 
-The facts are not templated either when O(hosts) names one variable (C("{{ evacuate_facts }}")):
-the planner reads that variable's value as it is. Templating would walk and copy every
-value of every host for nothing - facts read by modules are data, never templates. Any
-other expression is templated as usual. This uses ansible-core's (experimental) hook for
+The facts are not templated either when O(hosts) names one variable (C("{{ evacuate_facts }}"))
+holding a dictionary of dictionaries: the planner reads that value as it is. Templating would
+walk and copy every value of every host for nothing - facts read by modules are data, never
+templates. (So a template written inside a host's facts, below its own dictionary, is taken
+as text; checking for one costs as much as templating.) Any other expression is templated
+as usual. This uses ansible-core's (experimental) hook for
 an action's own argument templating; a core without it templates as usual, only slower.
 """
 
@@ -40,7 +42,9 @@ class ActionModule(ActionBase):
             match = _ONE_VARIABLE.match(value)
             if match:
                 facts = templar.available_variables.get(match.group(1))
-                if isinstance(facts, Mapping):
+                # Facts as host_info or tasks/host_facts.yml give them: a dictionary of dictionaries. Anything
+                # else (a template, hosts given as templates) is templated as usual.
+                if isinstance(facts, Mapping) and all(isinstance(host, Mapping) for host in facts.values()):
                     return facts
         return super(ActionModule, cls).finalize_task_arg(name, value, templar, context)
 

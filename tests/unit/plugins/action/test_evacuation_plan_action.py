@@ -99,15 +99,16 @@ class FakeTemplar(object):
 
 
 def test_one_variable_is_taken_as_it_is_and_anything_else_is_templated():
-    templar = FakeTemplar(dict(evacuate_facts=HOSTS, text="{{ evacuate_facts }}"))
+    templar = FakeTemplar(dict(evacuate_facts=HOSTS, text="{{ evacuate_facts }}",
+                               built=dict(hv1="{{ one_host }}", hv2=HOSTS["hv2"])))
     assert ActionModule.finalize_task_arg("hosts", "{{ evacuate_facts }}", templar, None) is HOSTS
     assert ActionModule.finalize_task_arg("hosts", "{{evacuate_facts}}", templar, None) is HOSTS
     assert templar.templated == []
     # An expression, a variable that is not a dictionary (a template itself), another option: templated as usual.
     for name, value in (("hosts", "{{ evacuate_facts | combine({}) }}"), ("hosts", "{{ text }}"),
-                        ("hosts", "{{ missing }}"), ("source", "{{ evacuate_facts }}")):
+                        ("hosts", "{{ missing }}"), ("hosts", "{{ built }}"), ("source", "{{ evacuate_facts }}")):
         assert ActionModule.finalize_task_arg(name, value, templar, None) == "templated"
-    assert len(templar.templated) == 4
+    assert len(templar.templated) == 5
 
 
 def test_the_task_goes_back_without_the_facts():
