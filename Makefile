@@ -95,6 +95,7 @@ docs: packages
 # Performance lives here, as tables, never in timed tests (bench/README.md).
 bench: setup
 	$(BIN)/python bench/bench_plan.py
+	$(BIN)/python bench/bench_plan_task.py
 	$(LABCTL) up
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/prepare_hosts.yml
 	$(BIN)/python bench/bench_precheck.py
