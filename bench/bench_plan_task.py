@@ -121,8 +121,8 @@ def main():
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     rows = []
-    print("%-7s %-12s %8s %12s %11s %12s  %s" % ("hosts", "case", "start s", "plan task s", "playbook s", "peak RSS MiB",
-                                                  "plan"))
+    header = ("hosts", "case", "start s", "plan task s", "playbook s", "peak RSS MiB", "plan")
+    print("%-7s %-12s %8s %12s %11s %12s  %s" % header)
     for size in [int(s) for s in args.sizes.split(",")]:
         for case in args.cases.split(","):
             if case == "typical":
