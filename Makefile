@@ -96,6 +96,7 @@ docs: packages
 bench: setup
 	$(BIN)/python bench/bench_plan.py
 	$(BIN)/python bench/bench_upgrade.py
+	$(BIN)/python bench/bench_plan_task.py
 	$(LABCTL) up
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/prepare_hosts.yml
 	$(BIN)/python bench/bench_precheck.py

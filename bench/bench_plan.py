@@ -12,7 +12,12 @@ Rows:
 - plan/200+prechecks: 50 pre-checked candidate destinations per domain (10,000 pre-checks,
   a tenth of them block), unchecked pairs denied;
 - plan/200 full: every other host already full, so no domain fits and each one's reasons
-  are collected over the whole inventory (the planner's worst case).
+  are collected over the whole inventory;
+- big VMs among small hosts, 64 GiB (and 16 GiB for contrast): nine hosts in ten are small
+  (48 GiB) and nearly empty - the largest share of free capacity, but no room for a 64 GiB
+  domain - and one in ten is big (768 GiB) and half full. The source holds 20 such domains.
+  A heap ordered by share alone passed over most of the fleet for each one (the adversarial
+  case of issue 13: 2.6 s at 10,000 hosts).
 
 Usage: .venv/bin/python bench/bench_plan.py [--hosts N] [--domains N] [--runs N] [--seed N] [--json FILE]
 Needs no lab and no libvirt. Target: planning well under a second.
@@ -131,6 +136,25 @@ def fill_up(inventory, source):
     return full
 
 
+def small_hosts_fleet(hosts=10000, vm_gib=64, vms=20):
+    """The adversarial fleet for big domains (see the docstring); the source is SMALL_HOST."""
+    inventory = {}
+    for index in range(hosts):
+        big = index % 10 == 0
+        memory = 768 * GIB if big else 48 * GIB
+        inventory["hv%05d" % index] = dict(
+            memory_total_mib=memory, memory_committable_mib=memory, vcpus_total=128, maintenance=False,
+            migration_bandwidth_mib_s=1100,
+            domains=[dict(name="filler%05d" % index, state="running", persistent=True,
+                          memory_mib=384 * GIB if big else 4 * GIB, vcpus=4)])
+    inventory[SMALL_HOST] = dict(
+        memory_total_mib=2048 * GIB, memory_committable_mib=2048 * GIB, vcpus_total=512, maintenance=False,
+        migration_bandwidth_mib_s=1100,
+        domains=[dict(name="big%02d" % index, state="running", persistent=True, memory_mib=vm_gib * GIB, vcpus=8,
+                      dirty_rate_mib_s=10.0) for index in range(vms)])
+    return inventory
+
+
 def timed(func, runs):
     """Median wall and CPU seconds of ``runs`` calls (CPU time shows what the wall time
     owes to other processes on a shared machine), and the last result."""
@@ -167,6 +191,10 @@ def main():
         ("plan/200 + %d prechecks" % len(prechecks), lambda: plan_evacuation(LARGE_HOST, inventory, prechecks, deny)),
         ("plan/200, inventory full", lambda: plan_evacuation(LARGE_HOST, full, None, opts)),
     ]
+    for vm_gib in (16, 64):
+        fleet = small_hosts_fleet(args.hosts, vm_gib)
+        cases.append(("plan/20 x %d GiB, small hosts" % vm_gib,
+                      lambda fleet=fleet: plan_evacuation(SMALL_HOST, fleet, None, opts)))
     for label, func in cases:
         wall, cpu, result = timed(func, args.runs)
         rows.append((label, wall, cpu, result))

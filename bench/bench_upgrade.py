@@ -128,8 +128,8 @@ def main():
     rows.append(schedule_row("schedule, tight fleet (2x domains), 50/wave", tight, max_hosts_per_wave=50,
                              continue_on_blocked=True))
     print("%d hosts, %d domains (generated in %.1f s of CPU)" % (args.hosts, args.domains, generated))
-    print("%-44s %8s %6s %8s %7s %7s %9s %7s %10s" % ("case", "CPU s", "waves", "upgraded", "blocked", "moved",
-                                                       "moves/dom", "twice", "predicted h"))
+    header = ("case", "CPU s", "waves", "upgraded", "blocked", "moved", "moves/dom", "twice", "predicted h")
+    print("%-44s %8s %6s %8s %7s %7s %9s %7s %10s" % header)
     for row in rows:
         print("%-44s %8s %6s %8s %7s %7s %9s %7s %10s" % (
             row["case"], row["cpu_s"], row["waves"], row["upgraded"], row["blocked"], row["moved"],

@@ -50,8 +50,13 @@ description:
     lean to the long side. A migration also takes O(setup_seconds),
     and first copies local disks that are not shared. When a pre-check predicted a pair, the plan never
     predicts less time, less downtime or a lower escalation than the pre-check did.
-  - Scales to large inventories - the destinations are indexed once per plan (a heap ordered by free capacity),
-    so planning one host's evacuation among 10,000 hosts and 200,000 domains takes a fraction of a second.
+  - B(It runs in the controller's process), as an action plugin - not as a module in a process of its own, which
+    would get the facts of the whole inventory as JSON and copy them. When O(hosts) is one variable
+    (C("{{ evacuate_facts }}")), its value is read as it is, not templated - facts are data. The task is sent back
+    to the playbook without the facts.
+  - Scales to large inventories - the destinations are indexed once per plan (by free share, and by the memory
+    and vCPUs they have free, so hosts without room for a big domain are passed over whole), so planning one
+    host's evacuation among 10,000 hosts and 200,000 domains takes a fraction of a second.
 author:
   - virtops maintainers (@virtops)
 extends_documentation_fragment:
@@ -64,6 +69,12 @@ extends_documentation_fragment:
   - virtops.migration.options.facts
   - virtops.migration.options.domains
   - virtops.migration.options.planning
+attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+    details:
+      - All of it runs on the controller.
 options:
   source:
     required: true

@@ -26,7 +26,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._options import 
     CONCURRENCY,
     DOMAINS,
     FACTS,
-    DEFAULT_SHUTDOWN_SECONDS,
     DO_NOT_MIGRATE_POLICIES as POLICIES,
     LADDER,
     PLANNING,
@@ -285,7 +284,7 @@ def _bad_destination_domain(host, index, raw):
 class Destination(object):
     """A host that may receive domains: its capacity and what it already holds."""
 
-    __slots__ = ("name", "mem_cap", "cpu_cap", "mem_used", "cpu_used", "version")
+    __slots__ = ("name", "mem_cap", "cpu_cap", "mem_used", "cpu_used")
 
     def __init__(self, name, mem_cap, cpu_cap, mem_used, cpu_used):
         self.name = name
@@ -293,7 +292,6 @@ class Destination(object):
         self.cpu_cap = cpu_cap
         self.mem_used = mem_used
         self.cpu_used = cpu_used
-        self.version = 0
 
     def score(self):
         """Share of the scarcer resource still free; the highest is the least loaded."""
@@ -374,7 +372,7 @@ def _index_destinations(source, hosts, opts, groups):
             domains = [] if domains is None else domains
             if (in_maintenance.__class__ is not bool or not isinstance(total, _NUMBER_TYPES)
                     or not isinstance(committable, _NUMBER_TYPES) or not isinstance(cpus, _NUMBER_TYPES)
-                    or not 0 <= committable <= total or cpus < 0 or domains.__class__ is not list):
+                    or not 0 <= committable <= total or cpus < 0 or not isinstance(domains, list)):
                 raise ValueError()
         except (AttributeError, KeyError, TypeError, ValueError):
             # The slow checks name what is wrong.

@@ -20,16 +20,15 @@ The steps:
    the whole budget runs alone ("exclusive");
 4. place: largest domains first, each on the destination that has the largest share of
    its capacity still free (memory or vCPUs, whichever is scarcer), counting the moves
-   already placed - a heap of destinations keyed by that share, so a domain costs about
-   log(hosts) instead of a scan of every host;
+   already placed - an index of destinations by that share and by their free memory and
+   vCPUs (index.py), so a domain costs about log(hosts) instead of a scan of every host,
+   big domains included;
 5. schedule (prediction.simulate): exclusive migrations first, then longest
    first, under the concurrency limits and the shared bandwidth budget; domains shut down
    by policy go last, once every migration has finished.
 """
 
 from __future__ import annotations
-
-import heapq
 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import (
@@ -49,6 +48,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs
     _source_domain,
     PlanOptions,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._planning.index import DestinationIndex
 from ansible_collections.virtops.migration.plugins.module_utils._planning.reasons import Refusals, counted, fmt, host_names
 from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import (
     Job,
@@ -99,7 +99,7 @@ class _Planner(object):
         self.moves = []
         self.skipped = []
         self.unplaceable = []
-        self.heap = self.mem_heap = self.cpu_heap = None
+        self.index = None
         self.generation = 0
         self.explained = {}
 
@@ -217,25 +217,11 @@ class _Planner(object):
             return False
         return self._fits(dom, dest)
 
-    def _heaps(self):
-        """Destinations by free share (to choose), by free memory and by free vCPUs (to give up early).
-
-        Entries carry the destination's version; an assignment pushes fresh entries and the
-        old ones are skipped when they surface.
-        """
-        if self.heap is None:
-            dests = self.destinations.values()
-            self.heap = [(-d.score(), d.name, d.version) for d in dests]
-            self.mem_heap = [(d.mem_used - d.mem_cap, d.name, d.version) for d in dests]
-            self.cpu_heap = [(d.cpu_used - d.cpu_cap, d.name, d.version) for d in dests]
-            for heap in (self.heap, self.mem_heap, self.cpu_heap):
-                heapq.heapify(heap)
-        return self.heap
-
-    def _most_free(self, heap):
-        while heap and heap[0][2] != self.destinations[heap[0][1]].version:
-            heapq.heappop(heap)
-        return -heap[0][0] if heap else 0
+    def _index(self):
+        """The destinations by free share, searchable by the room a domain needs (index.py)."""
+        if self.index is None:
+            self.index = DestinationIndex(self.destination_list)
+        return self.index
 
     def _counts(self, dom):
         return dom.active or self.opts.count_shutoff_domains
@@ -254,24 +240,9 @@ class _Planner(object):
                 if best is None or key < best[0]:
                     best = (key, dest)
             return best[1] if best else None
-        heap = self._heaps()
-        if self._counts(dom) and (dom.memory > self._most_free(self.mem_heap)
-                                  or dom.vcpus > self._most_free(self.cpu_heap)):
-            return None  # no destination has that much memory (or vCPUs) free
-        rejected = []
-        found = None
-        while heap:
-            entry = heapq.heappop(heap)
-            dest = self.destinations[entry[1]]
-            if entry[2] != dest.version:
-                continue  # stale: the destination was re-pushed with its new load
-            rejected.append(entry)
-            if self._allowed(dom, mode, dest, pairs):
-                found = dest
-                break
-        for entry in rejected:
-            heapq.heappush(heap, entry)
-        return found
+        counts = self._counts(dom)
+        return self._index().best(lambda dest: self._allowed(dom, mode, dest, pairs),
+                                  dom.memory if counts else None, dom.vcpus if counts else None)
 
     def assign(self, dom, dest):
         if self._counts(dom):
@@ -279,12 +250,9 @@ class _Planner(object):
             dest.cpu_used += dom.vcpus
         if dom.group is not None:
             _note_member(self.group_hosts[dom.group], dest.name, dom.name)
-        dest.version += 1
         self.generation += 1
-        if self.heap is not None:
-            heapq.heappush(self.heap, (-dest.score(), dest.name, dest.version))
-            heapq.heappush(self.mem_heap, (dest.mem_used - dest.mem_cap, dest.name, dest.version))
-            heapq.heappush(self.cpu_heap, (dest.cpu_used - dest.cpu_cap, dest.name, dest.version))
+        if self.index is not None:
+            self.index.update(dest)
 
     def explain(self, dom, mode):
         """Why no destination takes ``dom``, grouped by reason (see Refusals).

@@ -9,6 +9,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import UnsupportedError
+
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import VirtopsError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
 from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import EVACUATION_PLAN_ARGUMENT_SPEC, PlanOptions, focus
 from ansible_collections.virtops.migration.plugins.module_utils._planning.placement import plan_evacuation
@@ -52,6 +58,37 @@ def run_evacuation_plan(params):
     plan = plan_evacuation(params["source"], hosts, params.get("prechecks"), opts)
     plan["lines"] = plan_lines(plan)
     return plan
+
+
+def plan_in_controller(args):
+    """The evacuation_plan task as the action plugin runs it, in the controller's process.
+
+    The options are checked against the module's own argument spec, as AnsibleModule would
+    check them - all but the facts, which the validator would deep-copy whole: the planner
+    checks those itself, field by field. Returns the task's result, failed with the reason
+    on bad input.
+    """
+    args = dict(args)
+    hosts = args.pop("hosts", None)
+    spec = dict((name, entry) for name, entry in EVACUATION_PLAN_ARGUMENT_SPEC.items() if name != "hosts")
+    validation = ArgumentSpecValidator(spec).validate(args)
+    if validation.error_messages:
+        msg = validation.errors.msg
+        if isinstance(validation.errors[0], UnsupportedError):
+            msg = "Unsupported parameters for (virtops.migration.evacuation_plan) module: %s" % msg
+        return dict(failed=True, msg=msg)
+    if hosts is None:
+        return dict(failed=True, msg="missing required arguments: hosts")
+    if not isinstance(hosts, Mapping):
+        return dict(failed=True, msg="hosts must be a dictionary of host facts (host_info), not %s"
+                    % type(hosts).__name__)
+    params = dict(validation.validated_parameters, hosts=hosts)
+    echo = dict(invocation=invocation(params))
+    try:
+        result = run_evacuation_plan(params)
+    except VirtopsError as err:
+        return dict(echo, failed=True, msg=err.msg, **err.details)
+    return dict(echo, **result)
 
 
 def _run_module(module):

@@ -30,6 +30,7 @@ invalidation, so a fleet costs about (hosts + domains) x log(hosts), not hosts s
 from __future__ import annotations
 
 import heapq
+import math
 import re
 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
@@ -68,7 +69,7 @@ def parse_version(where, text):
 
 
 def _finite(where, value, low, high=None, allow_low=True):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ParameterError("%s must be a number, not %r" % (where, value))
     if value < low or (value == low and not allow_low) or (high is not None and value > high):
         raise ParameterError("%s must be %s %s%s, not %r" % (

@@ -94,6 +94,7 @@ PLAYBOOK_CASES = [
     (["evacuate"], dict(evacuate_retries=-1), "evacuate_retries"),
     (["evacuate"], dict(evacuate_shutdown_timeout=-1), "evacuate_shutdown_timeout"),
     (["evacuate"], dict(evacuate_domain_labels=["web1"]), "evacuate_domain_labels"),
+    (["evacuate"], dict(evacuate_facts_max_age=-1), "evacuate_facts_max_age must be a number from 0"),
     (["evacuate"], dict(evacuate_report_formats=["html"]), "evacuate_report_formats"),
     (["evacuate"], dict(evacuate_report_formats="json"), "evacuate_report_formats must be a list"),
     (["evacuate", "restore"], dict(restore_keep_journal="perhaps"), "restore_keep_journal"),

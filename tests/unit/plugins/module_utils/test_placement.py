@@ -791,3 +791,78 @@ def test_the_module_plans_only_the_domains_asked_for():
                   source_bandwidth_mib_s=500.0)
     out = run_evacuation_plan(params)
     assert [m["domain"] for m in out["moves"]] == ["b"] and out["bandwidth_budget_mib_s"] == 500.0
+
+
+# --- the index of destinations: the same choice as a scan of every destination, cheaper --------
+
+def scan_best(index, accept, memory=None, vcpus=None):
+    """The rule the index implements, by brute force: the accepted destination with the highest
+    free share (ties by name). ``accept`` (the planner's _allowed) checks the room itself."""
+    accepted = [dest for dest in index.leaves if accept(dest)]
+    return min(accepted, key=lambda dest: (-dest.score(), dest.name)) if accepted else None
+
+
+def test_random_inventories_place_exactly_as_a_scan_of_every_destination(monkeypatch):
+    from ansible_collections.virtops.migration.plugins.module_utils._planning.index import DestinationIndex
+    rng = random.Random(20261201)
+    plans = []
+    for dummy in range(300):
+        # Larger fleets than the invariant test, so the tree has depth, and tight ones, so refusals happen.
+        hosts = random_inventory(rng, n_hosts=rng.randint(1, 40), n_domains=rng.randint(0, 40))
+        options = random_options(rng, hosts)
+        options["unchecked_pairs"] = rng.choice(["auto", "allow"])  # "deny" looks at the pre-checked pairs alone
+        prechecks = random_prechecks(rng, hosts)
+        plans.append((hosts, options, prechecks, plan(hosts, prechecks=prechecks, **options)))
+    monkeypatch.setattr(DestinationIndex, "best", scan_best)
+    placed = 0
+    for hosts, options, prechecks, indexed in plans:
+        assert plan(hosts, prechecks=prechecks, **options) == indexed
+        placed += sum(1 for m in indexed["moves"] if m["destination"])
+    assert placed > 1000
+
+
+def test_a_big_domain_passes_over_small_empty_hosts_without_looking_at_them(monkeypatch):
+    # Most hosts are small and nearly empty: the largest share free, but not the room for a 64 GiB
+    # domain. A few big ones, half full, can take it. The planner asks about the big ones only.
+    hosts = dict(("small%03d" % i, host(dom("s%03d" % i, memory=1 * GIB), memory=48 * GIB, vcpus=64))
+                 for i in range(500))
+    hosts.update(("big%d" % i, host(dom("b%d" % i, memory=(380 + i) * GIB), memory=768 * GIB, vcpus=128))
+                 for i in range(5))
+    hosts["hv1"] = host(*[dom("vm%02d" % i, memory=64 * GIB, vcpus=8) for i in range(20)], memory=2048 * GIB, vcpus=512)
+    asked = []
+    from ansible_collections.virtops.migration.plugins.module_utils._planning import placement
+    allowed = placement._Planner._allowed
+
+    def counting(self, dom_, mode, dest, pairs):
+        asked.append(dest.name)
+        return allowed(self, dom_, mode, dest, pairs)
+    monkeypatch.setattr(placement._Planner, "_allowed", counting)
+    result = plan(hosts)
+    assert result["can_empty"] and {m["destination"] for m in result["moves"]} == {"big%d" % i for i in range(5)}
+    assert all(name.startswith("big") for name in asked) and len(asked) == 20
+    # Spread as before: least loaded first, so the five share the twenty (1,280 GiB) about evenly.
+    assert sorted(d["moves"] for d in result["destinations"].values()) == [4, 4, 4, 4, 4]
+
+
+def test_index_skips_subtrees_without_room_and_keeps_ties_by_name():
+    from ansible_collections.virtops.migration.plugins.module_utils._planning.index import DestinationIndex
+    from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import Destination
+    dests = [Destination("d%d" % i, mem_cap=100.0, cpu_cap=10.0, mem_used=0.0, cpu_used=0.0) for i in range(7)]
+    dests.append(Destination("none", mem_cap=0.0, cpu_cap=10.0, mem_used=0.0, cpu_used=0.0))
+    index = DestinationIndex(dests)
+    assert index.best(lambda d: True, 50, 1).name == "d0"  # equal shares: the first name
+    assert index.best(lambda d: d.name != "d0", 50, 1).name == "d1"
+    assert index.best(lambda d: True, 101, 1) is None and index.best(lambda d: True, 1, 11) is None
+    dests[0].mem_used = 60.0
+    index.update(dests[0])
+    assert index.best(lambda d: True, 50, 1).name == "d1"
+    assert index.best(lambda d: True, 40, 1).name == "d1"  # d0 fits 40 but has less share free
+    for dest in dests[1:7]:
+        dest.mem_used = 70.0
+        index.update(dest)
+    assert index.best(lambda d: True, 40, 1).name == "d0"
+    assert index.best(lambda d: True, 41, 1) is None
+    # A domain that takes no room (shut off, not counted) is left to accept() alone, even on a host without
+    # capacity (the planner's _fits refuses that one).
+    assert index.best(lambda d: d.name == "none") is dests[-1]
+    assert DestinationIndex([]).best(lambda d: True, 1, 1) is None
