@@ -33,6 +33,19 @@ options:
       - The evacuation's journal (the JSON file M(virtops.migration.evacuate) keeps, read as data). Nothing to do when
         not set.
     type: dict
+  move_back:
+    description:
+      - Whether the domains the evacuation moved away come back. C(false) after a rolling upgrade's evacuation, where
+        they stay on the upgraded hosts - only the domains shut down in place start again.
+    type: bool
+    default: true
+  silent_hosts:
+    description:
+      - The hypervisors that did not give their facts. A domain shut down in place is started again only when none
+        did not answer - it could be running on one of them - and none of O(hosts) runs it.
+    type: list
+    elements: str
+    default: []
 seealso:
   - module: virtops.migration.evacuate
   - module: virtops.migration.evacuation_verify

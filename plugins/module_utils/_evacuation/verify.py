@@ -83,11 +83,13 @@ def evacuation_problems(source, records, facts, empty=False):
     return problems
 
 
-def restore_plan(host, journal, facts):
+def restore_plan(host, journal, facts, move_back=True, silent=()):
     """What to do to bring back to ``host`` what its evacuation (``journal``, or None) moved away.
 
     Returns ``moves`` (``domain``, ``from``, ``state``: each moved domain found on exactly one
-    other host), ``starts`` (domains shut down in place and still off here) and ``problems``.
+    other host; none unless ``move_back``), ``starts`` (domains shut down in place, still off here
+    and active nowhere else) and ``problems``. A domain is started only when every hypervisor
+    answered: with any host ``silent``, it could run there, so it is left off and named.
     """
     moves, starts, problems = [], [], []
     records = sorted(((journal or {}).get("domains") or {}).values(), key=lambda rec: rec["domain"])
@@ -97,14 +99,23 @@ def restore_plan(host, journal, facts):
         if rec["status"] == MOVED:
             elsewhere = [(where, dom) for where, dom in found if where != host]
             if len(elsewhere) == 1:
-                moves.append({"domain": name, "from": elsewhere[0][0], "state": elsewhere[0][1].get("state")})
+                if move_back:
+                    moves.append({"domain": name, "from": elsewhere[0][0], "state": elsewhere[0][1].get("state")})
             elif len(elsewhere) > 1:
                 problems.append("%s is on several hosts: %s" % (name, ", ".join(where for where, _dom in elsewhere)))
             elif not found:
                 problems.append("%s was not found on any hypervisor" % name)
         elif rec["status"] == SHUT_DOWN:
             here = [dom for where, dom in found if where == host]
-            if here and here[0].get("state") == SHUTOFF:
+            running = sorted(where for where, dom in found if where != host and dom.get("state") != SHUTOFF)
+            if not here or here[0].get("state") != SHUTOFF:
+                continue
+            if running:
+                problems.append("%s runs on %s: not started again on %s" % (name, ", ".join(running), host))
+            elif silent:
+                problems.append("%s not started again on %s: %s did not answer, and could be running it" % (
+                    name, host, ", ".join(sorted(silent))))
+            else:
                 starts.append(name)
     return dict(moves=moves, starts=starts, problems=problems)
 
@@ -167,7 +178,8 @@ def run_evacuation_verify(module):
 
 def run_restore_plan(module):
     params = module.params
-    out = restore_plan(params["source"], params["journal"], _check_facts(params))
+    out = restore_plan(params["source"], params["journal"], _check_facts(params), params["move_back"],
+                       params["silent_hosts"])
     out["changed"] = False
     return out
 
@@ -189,6 +201,8 @@ EVACUATION_VERIFY_RULES = dict(
 RESTORE_PLAN_ARGUMENT_SPEC = argument_spec(
     SOURCE["source"].but(required=True), FACTS,
     journal=dict(type="dict"),
+    move_back=dict(type="bool", default=True),
+    silent_hosts=dict(type="list", elements="str", default=[]),
 )
 
 # Both run on the control node from facts already read: no connection, no libvirt.

@@ -72,6 +72,22 @@ def test_restore_plan_of_a_domain_already_back_does_nothing():
     assert restore_plan("hv1", None, facts(hv1=[])) == dict(moves=[], starts=[], problems=[])
 
 
+def test_restore_plan_without_moving_back_only_starts_what_was_shut_down_in_place():
+    now = facts(hv1=[dom("s", "shutoff")], hv2=[dom("b")])
+    plan = restore_plan("hv1", journal(rec("b", "moved"), rec("s", "shut_down")), now, move_back=False)
+    assert plan == dict(moves=[], starts=["s"], problems=[])
+
+
+def test_a_domain_shut_down_in_place_is_not_started_while_it_may_run_elsewhere():
+    # Started by hand on hv2 since: starting it on hv1 too would run it twice.
+    now = facts(hv1=[dom("s", "shutoff")], hv2=[dom("s")])
+    plan = restore_plan("hv1", journal(rec("s", "shut_down")), now)
+    assert plan["starts"] == [] and plan["problems"] == ["s runs on hv2: not started again on hv1"]
+    # A hypervisor that did not answer could be running it.
+    plan = restore_plan("hv1", journal(rec("s", "shut_down")), facts(hv1=[dom("s", "shutoff")]), silent=["hv3"])
+    assert plan["starts"] == [] and "hv3 did not answer" in plan["problems"][0]
+
+
 def test_restore_problems():
     plan = dict(moves=[dict(domain="a"), dict(domain="b"), dict(domain="c")], starts=["s"], problems=["x: lost"])
     now = facts(hv1=[dom("a"), dom("b", "shutoff"), dom("s")], hv2=[dom("a", "shutoff", persistent=False)],
