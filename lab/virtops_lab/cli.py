@@ -32,8 +32,33 @@ def is_up():
     return bool(state.get("up")) and len(_running_hosts(state)) == len(config.HOSTS)
 
 
-def _hypervisor_kind(args):
-    return "installed" if getattr(args, "installed", False) else "stock"
+def _wanted(args, state):
+    """(hypervisor root kind, {host: release}) that `up` is asked for.
+
+    What is not asked for is what runs (when the lab is up) or the default: a
+    plain `labctl up` accepts the lab that is up.
+    """
+    running = state if is_up() else {}
+    count = getattr(args, "hosts", None) or running.get("hypervisor_count") or config.DEFAULT_HYPERVISORS
+    try:
+        config.HOSTS = config.make_hosts(count)
+    except ValueError as error:
+        raise LabError("--hosts: %s" % error)
+    if getattr(args, "installed", False):
+        kind = "installed"
+    elif getattr(args, "stock", False):
+        kind = "stock"
+    else:
+        kind = running.get("hypervisor_root", "stock")
+    if getattr(args, "releases", None) is not None:
+        try:
+            asked = config.parse_releases(args.releases)
+        except (KeyError, ValueError) as error:
+            raise LabError("--releases: %s" % error)
+        releases = {host.name: asked.get(host.name, config.DEFAULT_RELEASE) for host in config.HOSTS}
+    else:
+        releases = running.get("releases") or {host.name: config.DEFAULT_RELEASE for host in config.HOSTS}
+    return kind, releases, count
 
 
 def _init_pid(name):
@@ -49,14 +74,18 @@ def in_host(name, argv, **kwargs):
 
 
 def cmd_up(args):
-    kind = _hypervisor_kind(args)
+    state = hosts.load_state()
+    running_hosts = config.HOSTS
+    kind, releases, count = _wanted(args, state)
     if is_up():
-        running_kind = hosts.load_state().get("hypervisor_root", "stock")
-        if running_kind == kind:
+        running = (state.get("hypervisor_root", "stock"),
+                   state.get("releases") or {host.name: config.DEFAULT_RELEASE for host in running_hosts},
+                   state.get("hypervisor_count") or config.DEFAULT_HYPERVISORS)
+        if running == (kind, releases, count):
             log("the lab is already up")
             _print_status()
             return 0
-        log("the lab is up with %s hypervisors, %s ones were asked for: bringing it up anew" % (running_kind, kind))
+        log("the lab is up with other hosts than asked for: bringing it up anew")
     started = time.monotonic()
     if hosts.load_state().get("hosts") or network.lab_links() or hosts.lab_mounts() or mirror.processes():
         log("removing what an earlier lab left behind")
@@ -65,7 +94,7 @@ def cmd_up(args):
     if missing:
         raise LabError("missing commands: %s (run make setup)" % ", ".join(missing))
     try:
-        _up(kind)
+        _up(kind, releases, count)
     except BaseException:
         if os.environ.get("VIRTOPS_LAB_KEEP_FAILED") != "1":
             log("lab-up failed: removing what it had made (set VIRTOPS_LAB_KEEP_FAILED=1 to keep it)")
@@ -76,14 +105,21 @@ def cmd_up(args):
     return 0
 
 
-def _up(kind):
-    state = {"hosts": {}, "up": False, "started_at": time.time(), "hypervisor_root": kind}
+def _up(kind, releases, count):
+    state = {"hosts": {}, "up": False, "started_at": time.time(), "hypervisor_root": kind, "releases": releases,
+             "hypervisor_count": count}
     hosts.save_state(state)
     # The mirror listens on the control node's management address: bridges first.
     network.create_bridges()
     state["mirror_pid"] = mirror.start()
     hosts.save_state(state)
-    roots = {"stock": images.base_root("stock"), "installed": images.base_root("installed")}
+    roots = {}
+    for host in config.HOSTS:
+        # The storage host's NBD exports need qemu-nbd, which no role installs: an installed debian12 host.
+        wanted = (kind, releases[host.name]) if host.group == "hypervisors" else ("installed", config.DEFAULT_RELEASE)
+        if wanted not in roots:
+            roots[wanted] = images.base_root(*wanted)
+        roots[host.name] = roots[wanted]
     guest_dir = images.guest_image()
     state["accel"] = images.probe_accelerators(guest_dir)
     # Post-copy needs unprivileged userfaultfd, a machine-wide setting that the
@@ -96,12 +132,10 @@ def _up(kind):
     public_key = hosts.ensure_ssh_key()
     for host in config.HOSTS:
         network.create_host_links(host)
-        # The storage host's NBD exports need qemu-nbd, which no role installs.
-        root = roots[kind] if host.group == "hypervisors" else roots["installed"]
-        hosts.prepare_root(host, root, guest_dir, public_key)
+        hosts.prepare_root(host, roots[host.name], guest_dir, public_key)
     started = {}
     for host in config.HOSTS:
-        started[host.name] = hosts.boot(host, guest_dir)
+        started[host.name] = hosts.boot(host, guest_dir, releases.get(host.name, config.DEFAULT_RELEASE))
         state["hosts"][host.name] = {"nspawn_pid": started[host.name].pid}
         hosts.save_state(state)
     for host in config.HOSTS:
@@ -366,8 +400,15 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="labctl", description="The virtops.migration lab: real hypervisors on one machine.")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="build what is missing and bring the lab up (idempotent)")
-    up.add_argument("--installed", action="store_true",
-                    help="hypervisors with libvirt and QEMU installed (not configured) instead of stock hosts")
+    root = up.add_mutually_exclusive_group()
+    root.add_argument("--installed", action="store_true",
+                      help="hypervisors with libvirt and QEMU installed (not configured) instead of stock hosts")
+    root.add_argument("--stock", action="store_true", help="stock hypervisors (the default when the lab is down)")
+    up.add_argument("--hosts", type=int, metavar="N",
+                    help="hypervisors hv1 ... hvN (default %d)" % config.DEFAULT_HYPERVISORS)
+    up.add_argument("--releases", metavar="HOST=RELEASE ...",
+                    help="hypervisor generations per host, e.g. 'hv1=debian12 hv3=debian13' (others: %s; "
+                         "releases: %s)" % (config.DEFAULT_RELEASE, ", ".join(sorted(config.RELEASES))))
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="remove everything the lab made (idempotent)").set_defaults(func=cmd_down)
     status = sub.add_parser("status", help="what runs; exits 3 when the lab is not up")

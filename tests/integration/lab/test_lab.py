@@ -226,7 +226,7 @@ def test_exec_runs_a_command_inside_a_host():
 
 
 def test_stock_hosts_have_no_hypervisor_and_install_from_the_lab_mirror():
-    labctl("up")
+    labctl("up", "--stock")
     status = lab_status()
     assert status["up"] and status["hypervisor_root"] == "stock"
     assert status["mirror"] == "http://198.18.0.1:3142"

@@ -126,3 +126,26 @@ def test_status_reads_release_and_versions_from_a_hosts_root(tmp_path):
     assert hosts.installed_versions(str(tmp_path)) == {"libvirt0": "11.3.0", "qemu-system-x86": "10.0.2"}
     assert hosts.installed_versions(str(tmp_path), ("iperf3",)) == {}
     assert hosts.installed_versions(str(tmp_path / "absent")) == {}
+
+
+def test_releases_are_chosen_per_host():
+    assert config.parse_releases("hv1=debian12, hv3=debian13") == {"hv1": "debian12", "hv3": "debian13"}
+    assert config.parse_releases("") == {}
+    for bad in ("hv1", "hv9=debian12", "hv1=debian11"):
+        with pytest.raises((KeyError, ValueError)):
+            config.parse_releases(bad)
+
+
+def test_a_fleet_of_hypervisors_gets_unique_names_and_addresses():
+    assert [h.mgmt_address for h in config.make_hosts()] == ["198.18.0.11", "198.18.0.12", "198.18.0.13",
+                                                                "198.18.0.20"]
+    fleet = config.make_hosts(24)
+    assert [h.name for h in fleet][:3] == ["hv1", "hv2", "hv3"] and fleet[-1].name == "storage"
+    assert len(fleet) == 25
+    for attribute in ("name", "mgmt_address", "veth"):
+        values = [getattr(h, attribute) if attribute != "veth" else h.veth("mgmt") for h in fleet]
+        assert len(set(values)) == len(values), attribute
+    assert len({h.mig_address for h in fleet if h.mig_address}) == 24
+    assert all(len(h.veth("mgmt")) <= 15 for h in config.make_hosts(config.MAX_HYPERVISORS))
+    with pytest.raises(ValueError):
+        config.make_hosts(0)
