@@ -9,8 +9,6 @@ import pytest
 
 from conftest import assert_intact_after_live_migration, heartbeats, lab_status, labctl, run_module, ssh, wait_for, where
 
-MIGRATION = {"hv1": "198.18.1.11", "hv2": "198.18.1.12", "hv3": "198.18.1.13"}
-
 
 @pytest.fixture(scope="module")
 def generations(lab):
@@ -25,6 +23,16 @@ def generations(lab):
     print("old generation: %s (libvirt %s, QEMU %s); new: %s (libvirt %s, QEMU %s)" % (
         old["name"], old["libvirt"], old["qemu"], new["name"], new["libvirt"], new["qemu"]))
     return old["name"], new["name"]
+
+
+def migration_address(host):
+    return next(h["migration_address"] for h in lab_status()["hosts"] if h["name"] == host)
+
+
+def assert_runs_on_exactly(name, host):
+    """virsh on every hypervisor: the guest runs on ``host`` alone and is persistent there alone."""
+    running, persistent = where(name)
+    assert running == [host] and persistent == [host], "%s runs on %s, persistent on %s" % (name, running, persistent)
 
 
 @pytest.fixture
@@ -48,23 +56,25 @@ def machine_of(host, name):
 
 def test_live_migration_from_the_old_generation_to_the_new_works(generations, guest):
     old, new = generations
-    name = guest(old, "gen-forward", "--dirty-mib", "32", "--dirty-rate", "8")
+    # An idle guest: QEMU 7.2 under TCG corrupts dirtying guests in plain virsh migrations too
+    # (lab/README.md, "Known defects"), which would hide what this test is about.
+    name = guest(old, "gen-forward")
     machine = machine_of(old, name)
     checked = run_module(old, "virtops.migration.precheck", {
-        "destinations": [new], "domains": [name], "migration_addresses": {new: MIGRATION[new]},
+        "destinations": [new], "domains": [name], "migration_addresses": {new: migration_address(new)},
         "measure_bandwidth": False, "dirty_rate_seconds": 0})
     assert not checked.get("failed"), checked.get("msg")
     assert checked["results"][0]["verdict"] in ("ok", "warn"), checked["results"][0]["reasons"]
     last = max(heartbeats(old, name))
     result = run_module(old, "virtops.migration.migrate", {
-        "name": name, "destination": new, "migration_address": MIGRATION[new]})
+        "name": name, "destination": new, "migration_address": migration_address(new)})
     assert not result.get("failed"), result.get("msg")
     assert result["changed"] and result["mode"] == "live"
-    assert where(name) == ([new], [new])
+    assert_runs_on_exactly(name, new)
     # It keeps its old machine type, which the new QEMU still offers, and runs on.
     assert machine_of(new, name) == machine
     wait_for(lambda: max(heartbeats(new, name) or [-1]) > last, 60, "%s's heartbeat on %s" % (name, new))
-    assert_intact_after_live_migration(new, name)
+    assert not assert_intact_after_live_migration(new, name), "an idle guest panicked after its migration"
     print("%s (%s) moved %s -> %s: downtime %s ms" % (name, machine, old, new, result["timings"]["downtime_ms"]))
 
 
@@ -73,18 +83,19 @@ def test_live_migration_from_the_new_generation_to_the_old_is_refused_before_any
     name = guest(new, "gen-backward")
     machine = machine_of(new, name)
     checked = run_module(new, "virtops.migration.precheck", {
-        "destinations": [old], "domains": [name], "migration_addresses": {old: MIGRATION[old]},
+        "destinations": [old], "domains": [name], "migration_addresses": {old: migration_address(old)},
         "measure_bandwidth": False, "dirty_rate_seconds": 0})
     assert not checked.get("failed"), checked.get("msg")
     item = checked["results"][0]
     assert item["verdict"] == "block", item
     reasons = " ".join(c["detail"] for c in item["checks"] if c["verdict"] == "block")
-    assert "machine type %s is not offered by %s" % (machine, old) in reasons or "CPU" in reasons, reasons
+    assert "machine type %s is not offered by %s" % (machine, old) in reasons, reasons
+    assert_runs_on_exactly(name, new)
     last = max(heartbeats(new, name))
     result = run_module(new, "virtops.migration.migrate", {
-        "name": name, "destination": old, "migration_address": MIGRATION[old]})
+        "name": name, "destination": old, "migration_address": migration_address(old)})
     assert result.get("failed") and not result.get("changed"), result
     print("%s (%s) refused %s -> %s: %s | migrate: %s" % (name, machine, new, old, reasons, result["msg"]))
     # Nothing moved, and the guest ran on throughout.
-    assert where(name) == ([new], [new])
+    assert_runs_on_exactly(name, new)
     wait_for(lambda: max(heartbeats(new, name) or [-1]) > last, 30, "%s's heartbeat on %s" % (name, new))
