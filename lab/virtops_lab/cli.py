@@ -224,6 +224,10 @@ def _status():
             "init_pid": running.get(host.name, {}).get("init_pid"),
             **_versions(host, host.name in running),
         } for host in config.HOSTS],
+        "guest_network": {"bridge": config.GUEST_BRIDGE, "control_address": config.GUEST_CONTROL_ADDRESS,
+                          "host_bridge": config.GUEST_HOST_BRIDGE, "echo_port": config.GUEST_ECHO_PORT},
+        "guests": [{"name": name, "address": address}
+                   for name, address in sorted((state.get("guest_addresses") or {}).items())],
         "inventory": config.INVENTORY,
     }
 
@@ -367,9 +371,11 @@ def cmd_guest_define(args):
     nbd_port = None
     if args.disk == "shared":
         nbd_port = create_disk(args.name, args.disk_size)
+    guests.check_name(args.name)
+    address = _guest_address(args.name) if args.kind == "linux" else None
     xml = guests.domain_xml(args.name, "kvm" if accel_for_kind == "kvm" else "qemu", kind=args.kind,
                             memory_mib=args.memory, vcpus=args.vcpus, disk=args.disk, nbd_port=nbd_port,
-                            dirty_mib=args.dirty_mib, dirty_rate=args.dirty_rate, labels=labels)
+                            dirty_mib=args.dirty_mib, dirty_rate=args.dirty_rate, labels=labels, address=address)
     if args.disk == "local":
         in_host(host.name, ["qemu-img", "create", "-q", "-f", "qcow2", "%s/%s.qcow2" % (guests.LOCAL_IMAGES, args.name),
                             "%dM" % args.disk_size], capture=True)
@@ -377,8 +383,18 @@ def cmd_guest_define(args):
     if args.start:
         in_host(host.name, ["virsh", "-q", "start", args.name], capture=True)
     print(json.dumps({"name": args.name, "host": host.name, "kind": args.kind, "accel": accel_for_kind,
-                      "disk": args.disk, "nbd_port": nbd_port, "started": args.start}))
+                      "disk": args.disk, "nbd_port": nbd_port, "started": args.start, "address": address}))
     return 0
+
+
+def _guest_address(name):
+    """The guest's address on the guest network: the one it had, else the lowest free one (kept in the state)."""
+    state = hosts.load_state()
+    addresses = state.setdefault("guest_addresses", {})
+    if name not in addresses:
+        addresses[name] = guests.free_address(set(addresses.values()))
+        hosts.save_state(state)
+    return addresses[name]
 
 
 def cmd_guest_remove(args):
@@ -393,6 +409,9 @@ def cmd_guest_remove(args):
                   % (guests.LOCAL_IMAGES, guests.serial_log("$1").replace("$1", '"$1"')))
         in_host(host.name, ["sh", "-c", script, "sh", args.name])
     remove_disk(args.name)
+    state = hosts.load_state()
+    if state.get("guest_addresses", {}).pop(args.name, None):
+        hosts.save_state(state)
     return 0
 
 

@@ -34,6 +34,16 @@ MGMT_NET = "198.18.0"
 MIG_NET = "198.18.1"
 PREFIX_LEN = 24
 CONTROL_ADDRESS = MGMT_NET + ".1"
+# The guests' network: a bridge on every hypervisor (GUEST_HOST_BRIDGE, inside its
+# namespace), each joined by a veth to one bridge on the machine, as hosts' trunk
+# ports join one VLAN. The control node has an address on it; guests get theirs from
+# `labctl guest define`, and answer a TCP echo on GUEST_ECHO_PORT.
+GUEST_BRIDGE = PREFIX + "guest"
+GUEST_HOST_BRIDGE = "vmbr0"
+GUEST_NET = "198.18.2"
+GUEST_CONTROL_ADDRESS = GUEST_NET + ".1"
+GUEST_FIRST, GUEST_LAST = 10, 250
+GUEST_ECHO_PORT = 7
 
 # The package mirror: Debian's apt-cacher-ng, run by the lab on the control
 # node's management address, its cache kept with the lab's other caches. The

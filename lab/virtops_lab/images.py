@@ -229,6 +229,7 @@ def guest_image():
     modules = {
         "button.ko": glob.glob(os.path.join(unpacked, "lib/modules/*/kernel/drivers/acpi/button.ko"))[0],
         "evdev.ko": glob.glob(os.path.join(unpacked, "lib/modules/*/kernel/drivers/input/evdev.ko"))[0],
+        "e1000.ko": glob.glob(os.path.join(unpacked, "lib/modules/*/kernel/drivers/net/ethernet/intel/e1000/e1000.ko"))[0],
     }
     dirtier = os.path.join(building, "dirtier")
     run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", dirtier,
@@ -240,6 +241,7 @@ def guest_image():
         "etc/acpi/PWRF/00000080": (sources["power-button"], 0o755),
         "lib/modules/button.ko": (_read(modules["button.ko"]), 0o644),
         "lib/modules/evdev.ko": (_read(modules["evdev.ko"]), 0o644),
+        "lib/modules/e1000.ko": (_read(modules["e1000.ko"]), 0o644),
         # The kernel runs /init with its #!/bin/sh: busybox is that shell.
         "bin/sh": ("busybox", "symlink"),
     }

@@ -137,8 +137,8 @@ def test_releases_are_chosen_per_host():
 
 
 def test_a_fleet_of_hypervisors_gets_unique_names_and_addresses():
-    assert [h.mgmt_address for h in config.make_hosts()] == ["198.18.0.11", "198.18.0.12", "198.18.0.13",
-                                                                "198.18.0.20"]
+    assert [h.mgmt_address for h in config.make_hosts()] == [
+        "198.18.0.11", "198.18.0.12", "198.18.0.13", "198.18.0.20"]
     fleet = config.make_hosts(24)
     assert [h.name for h in fleet][:3] == ["hv1", "hv2", "hv3"] and fleet[-1].name == "storage"
     assert len(fleet) == 25
@@ -149,3 +149,73 @@ def test_a_fleet_of_hypervisors_gets_unique_names_and_addresses():
     assert all(len(h.veth("mgmt")) <= 15 for h in config.make_hosts(config.MAX_HYPERVISORS))
     with pytest.raises(ValueError):
         config.make_hosts(0)
+
+
+def test_linux_guests_get_a_nic_on_the_guest_bridge_and_their_address_on_the_command_line():
+    xml = guests.domain_xml("g1", "qemu", address="198.18.2.10")
+    root = ET.fromstring(xml)
+    nic = root.find("devices/interface")
+    assert nic.get("type") == "bridge" and nic.find("source").get("bridge") == config.GUEST_HOST_BRIDGE
+    assert nic.find("mac").get("address") == guests.guest_mac("198.18.2.10") == "52:54:00:12:02:0a"
+    assert nic.find("model").get("type") == "e1000"
+    assert "virtops.ip=198.18.2.10/24" in root.find("os/cmdline").text.split()
+    assert ET.fromstring(guests.domain_xml("g2", "qemu")).find("devices/interface") is None
+    assert ET.fromstring(guests.domain_xml("g3", "kvm", kind="firmware", address="198.18.2.11")).find(
+        "devices/interface") is None
+
+
+def test_guest_addresses_are_the_lowest_free_ones_and_run_out_clearly():
+    assert guests.free_address(set()) == "198.18.2.10"
+    assert guests.free_address({"198.18.2.10", "198.18.2.12"}) == "198.18.2.11"
+    every = {"198.18.2.%d" % n for n in range(config.GUEST_FIRST, config.GUEST_LAST + 1)}
+    with pytest.raises(LabError, match="no free address"):
+        guests.free_address(every)
+
+
+def test_the_echo_client_measures_the_longest_gap_and_notices_a_broken_connection():
+    import socket
+    import threading
+    import time
+
+    from virtops_lab.echo import EchoProbe
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    pause = threading.Event()
+
+    def serve():
+        conn = server.accept()[0]
+        paused = False
+        while True:
+            data = conn.recv(4096)
+            if not data:
+                break
+            if pause.is_set() and not paused:
+                paused = True
+                time.sleep(0.3)
+            conn.sendall(data)
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    probe = EchoProbe("127.0.0.1", server.getsockname()[1]).start()
+    time.sleep(0.2)
+    pause.set()
+    time.sleep(0.6)
+    summary = probe.stop()
+    assert summary["error"] is None and summary["answered"] == summary["sent"] > 50
+    assert 250 <= summary["longest_gap_ms"] < 1000
+
+    def close_at_once():
+        conn = server.accept()[0]
+        conn.recv(64)
+        conn.sendall(b"00000000\n")
+        conn.close()
+
+    threading.Thread(target=close_at_once, daemon=True).start()
+    probe = EchoProbe("127.0.0.1", server.getsockname()[1]).start()
+    time.sleep(0.2)
+    summary = probe.stop()
+    assert summary["error"] is not None
+    server.close()
