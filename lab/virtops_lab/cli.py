@@ -14,6 +14,20 @@ from .util import LabError, log, pid_alive, wait_until, write_file
 REQUIRED_COMMANDS = ("debootstrap", "systemd-nspawn", "ip", "tc", "nsenter", "ssh", "ssh-keygen", "gcc",
                      "apt-get", "dpkg-deb", "qemu-system-x86_64")
 USERFAULTFD = "/proc/sys/vm/unprivileged_userfaultfd"
+INOTIFY_INSTANCES = "/proc/sys/fs/inotify/max_user_instances"
+# Every host's systemd, udevd, journald, user manager and libvirtd hold inotify
+# instances (11 a host once prepared), all as the machine's root: Debian's limit of
+# 128 a user stops the 21st stock host's systemd from starting. Allowed per host:
+INOTIFY_PER_HOST = 64
+
+
+def _machine_settings(count):
+    """Machine-wide kernel settings the lab needs (the hosts' /proc/sys is read-only); restored by down.
+
+    Post-copy needs unprivileged userfaultfd (LAB.md); many hosts need inotify instances.
+    """
+    return {USERFAULTFD: 1, INOTIFY_INSTANCES: INOTIFY_PER_HOST * (count + 1)}
+
 
 INVENTORY_HEADER = """\
 ---
@@ -122,13 +136,16 @@ def _up(kind, releases, count):
         roots[host.name] = roots[wanted]
     guest_dir = images.guest_image()
     state["accel"] = images.probe_accelerators(guest_dir)
-    # Post-copy needs unprivileged userfaultfd, a machine-wide setting that the
-    # hosts' read-only /proc/sys cannot change (LAB.md); restored by down.
-    with open(USERFAULTFD) as handle:
-        state["userfaultfd_before"] = handle.read().strip()
+    wanted_settings = _machine_settings(count)
+    state["sysctl_before"] = {}
+    for path in wanted_settings:
+        with open(path) as handle:
+            state["sysctl_before"][path] = handle.read().strip()
     hosts.save_state(state)
-    with open(USERFAULTFD, "w") as handle:
-        handle.write("1\n")
+    for path, value in wanted_settings.items():
+        if path == USERFAULTFD or int(state["sysctl_before"][path]) < value:
+            with open(path, "w") as handle:
+                handle.write("%d\n" % value)
     public_key = hosts.ensure_ssh_key()
     for host in config.HOSTS:
         network.create_host_links(host)
@@ -199,10 +216,12 @@ def cmd_down(_args):
     hosts.remove_cgroups()
     network.remove_all()
     hosts.remove_nspawn_leftovers()
-    before = state.get("userfaultfd_before")
-    if before is not None:
-        with open(USERFAULTFD, "w") as handle:
-            handle.write(before + "\n")
+    before = dict(state.get("sysctl_before") or {})
+    if state.get("userfaultfd_before") is not None:   # a lab brought up before there were others
+        before.setdefault(USERFAULTFD, state["userfaultfd_before"])
+    for path, value in before.items():
+        with open(path, "w") as handle:
+            handle.write(value + "\n")
     shutil.rmtree(config.STATE_DIR, ignore_errors=True)
     if os.path.exists(config.STATE_DIR):
         raise LabError("could not remove %s" % config.STATE_DIR)

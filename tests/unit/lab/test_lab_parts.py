@@ -219,3 +219,12 @@ def test_the_echo_client_measures_the_longest_gap_and_notices_a_broken_connectio
     summary = probe.stop()
     assert summary["error"] is not None
     server.close()
+
+
+def test_many_hosts_get_inotify_instances_enough_for_their_systemd():
+    from virtops_lab import cli
+
+    settings = cli._machine_settings(24)
+    assert settings[cli.USERFAULTFD] == 1
+    # 11 instances a prepared host were counted; Debian's default of 128 stopped the 21st host.
+    assert settings[cli.INOTIFY_INSTANCES] >= 25 * 11 > 128
