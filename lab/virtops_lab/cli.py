@@ -71,7 +71,9 @@ def _wanted(args, state):
             raise LabError("--releases: %s" % error)
         releases = {host.name: asked.get(host.name, config.DEFAULT_RELEASE) for host in config.HOSTS}
     else:
-        releases = running.get("releases") or {host.name: config.DEFAULT_RELEASE for host in config.HOSTS}
+        # What runs, for the hosts that run; the default for hosts added by --hosts.
+        running_releases = running.get("releases") or {}
+        releases = {host.name: running_releases.get(host.name, config.DEFAULT_RELEASE) for host in config.HOSTS}
     return kind, releases, count
 
 
