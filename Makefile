@@ -53,8 +53,13 @@ collection:
 	@mkdir -p .tmp/collections/ansible_collections/virtops
 	@ln -sfn $(CURDIR) .tmp/collections/ansible_collections/virtops/migration
 
+# Hypervisor generations per host, e.g. LAB_RELEASES="hv1=debian12 hv2=debian12 hv3=debian13".
+LAB_RELEASES ?=
+# How many hypervisors (hv1 ... hvN; default 3).
+LAB_HOSTS ?=
+
 lab-up: setup
-	$(LABCTL) up
+	$(LABCTL) up $(if $(LAB_HOSTS),--hosts $(LAB_HOSTS)) $(if $(LAB_RELEASES),--releases "$(LAB_RELEASES)")
 
 lab-down:
 	$(LABCTL) down

@@ -9,9 +9,14 @@ alternately by virsh and by the module, with the same flags
 - on the host: the module's own time (timings.module_s: pre-checks, the migration and
   reading the results) against virsh's run time, and their ratio;
 - the migration job itself as libvirt measured it (total and downtime, completed job
-  statistics on the destination) for both, so one can see that the job is the same.
+  statistics on the destination) for both, so one can see that the job is the same;
+- beside QEMU's downtime, the downtime a client of the guest saw: the longest gap between
+  answers on one TCP connection to the guest's echo service, held through each migration
+  (lab/virtops_lab/echo.py, a message every 10 ms).
 
-Usage: .venv/bin/python bench/migrate_bench.py [--rounds N] [--hosts hv1 hv2] [--memory MiB]
+With --dirty-mib N the guest keeps rewriting N MiB (as fast as it can) instead of idling.
+
+Usage: .venv/bin/python bench/migrate_bench.py [--rounds N] [--hosts hv1 hv2] [--memory MiB] [--dirty-mib N]
 Results go to bench/results/migrate-TIMESTAMP.json (not committed).
 """
 
@@ -28,7 +33,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration", "migrate"))
 
-from conftest import heartbeats, lab_status, ssh, wait_for  # noqa: E402
+from conftest import EchoProbe, guest_address, heartbeats, lab_status, ssh, wait_for  # noqa: E402
 from migrate_helpers import guest, link_collection, migrate, remove_guest, tls_ready, unique  # noqa: E402
 
 VIRSH_FLAGS = "--live --p2p --tls --persistent --undefinesource --abort-on-error"
@@ -66,6 +71,19 @@ def module_migrate(src, dst, name):
                 flags=result["plan"]["flags"])
 
 
+def with_client(move, src, dst, name):
+    """Run one migration while a client holds a TCP connection to the guest; add what the client saw."""
+    probe = EchoProbe(guest_address(name)).start()
+    try:
+        run = move(src, dst, name)
+    finally:
+        seen = probe.stop(settle=10.0)
+    run.update(client_downtime_ms=seen["longest_gap_ms"],
+               client_connection="survived" if seen["error"] is None and seen["answered"] == seen["sent"]
+               else "broken: %s" % seen["error"])
+    return run
+
+
 def median(runs, key):
     values = [r[key] for r in runs if r.get(key) is not None]
     return statistics.median(values) if values else None
@@ -76,6 +94,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="round trips (each: one virsh, one module run)")
     parser.add_argument("--hosts", nargs=2, default=["hv1", "hv2"])
     parser.add_argument("--memory", type=int, default=256, help="guest memory, MiB")
+    parser.add_argument("--dirty-mib", type=int, default=0, help="MiB the guest keeps rewriting (0: idle)")
     args = parser.parse_args()
 
     if not lab_status()["up"]:
@@ -86,7 +105,7 @@ def main():
         raise SystemExit("the hosts are not prepared for migration (playbooks/prepare_hosts.yml): %s" % why)
 
     a, b = args.hosts
-    name = guest(a, unique("bench"), memory=args.memory)
+    name = guest(a, unique("bench"), memory=args.memory, dirty_mib=args.dirty_mib, dirty_rate=0)
     runs = []
     try:
         wait_for(lambda: heartbeats(a, name), 60, "the guest to boot")
@@ -94,10 +113,10 @@ def main():
         runs_warm = [virsh_migrate(a, b, name), module_migrate(b, a, name)]
         for _round in range(args.rounds):
             # A -> B -> A -> B -> A: each tool moves the guest both ways, and each goes first once.
-            runs.append(virsh_migrate(a, b, name))
-            runs.append(module_migrate(b, a, name))
-            runs.append(module_migrate(a, b, name))
-            runs.append(virsh_migrate(b, a, name))
+            runs.append(with_client(virsh_migrate, a, b, name))
+            runs.append(with_client(module_migrate, b, a, name))
+            runs.append(with_client(module_migrate, a, b, name))
+            runs.append(with_client(virsh_migrate, b, a, name))
     finally:
         remove_guest(name)
 
@@ -105,13 +124,17 @@ def main():
     module_runs = [r for r in runs if r["tool"] == "module"]
     summary = dict(
         guest_memory_mib=args.memory,
+        guest_dirty_mib=args.dirty_mib,
+        client_connections_broken=[r["client_connection"] for r in runs if r["client_connection"] != "survived"],
         runs_per_tool=len(virsh_runs),
         virsh_flags=VIRSH_FLAGS,
         module_flags=module_runs[0]["flags"],
         virsh=dict(wall_s=median(virsh_runs, "wall_s"), on_host_s=median(virsh_runs, "on_host_s"),
-                   job_total_ms=median(virsh_runs, "total_ms"), downtime_ms=median(virsh_runs, "downtime_ms")),
+                   job_total_ms=median(virsh_runs, "total_ms"), downtime_ms=median(virsh_runs, "downtime_ms"),
+                   client_downtime_ms=median(virsh_runs, "client_downtime_ms")),
         module=dict(wall_s=median(module_runs, "wall_s"), on_host_s=median(module_runs, "on_host_s"),
-                    job_total_ms=median(module_runs, "total_ms"), downtime_ms=median(module_runs, "downtime_ms")),
+                    job_total_ms=median(module_runs, "total_ms"), downtime_ms=median(module_runs, "downtime_ms"),
+                    client_downtime_ms=median(module_runs, "client_downtime_ms")),
     )
     summary["ratio_end_to_end"] = round(summary["module"]["wall_s"] / summary["virsh"]["wall_s"], 2)
     summary["ratio_on_host"] = round(summary["module"]["on_host_s"] / summary["virsh"]["on_host_s"], 2)

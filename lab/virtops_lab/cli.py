@@ -14,6 +14,20 @@ from .util import LabError, log, pid_alive, wait_until, write_file
 REQUIRED_COMMANDS = ("debootstrap", "systemd-nspawn", "ip", "tc", "nsenter", "ssh", "ssh-keygen", "gcc",
                      "apt-get", "dpkg-deb", "qemu-system-x86_64")
 USERFAULTFD = "/proc/sys/vm/unprivileged_userfaultfd"
+INOTIFY_INSTANCES = "/proc/sys/fs/inotify/max_user_instances"
+# Every host's systemd, udevd, journald, user manager and libvirtd hold inotify
+# instances (11 a host once prepared), all as the machine's root: Debian's limit of
+# 128 a user stops the 21st stock host's systemd from starting. Allowed per host:
+INOTIFY_PER_HOST = 64
+
+
+def _machine_settings(count):
+    """Machine-wide kernel settings the lab needs (the hosts' /proc/sys is read-only); restored by down.
+
+    Post-copy needs unprivileged userfaultfd (LAB.md); many hosts need inotify instances.
+    """
+    return {USERFAULTFD: 1, INOTIFY_INSTANCES: INOTIFY_PER_HOST * (count + 1)}
+
 
 INVENTORY_HEADER = """\
 ---
@@ -32,8 +46,35 @@ def is_up():
     return bool(state.get("up")) and len(_running_hosts(state)) == len(config.HOSTS)
 
 
-def _hypervisor_kind(args):
-    return "installed" if getattr(args, "installed", False) else "stock"
+def _wanted(args, state):
+    """(hypervisor root kind, {host: release}) that `up` is asked for.
+
+    What is not asked for is what runs (when the lab is up) or the default: a
+    plain `labctl up` accepts the lab that is up.
+    """
+    running = state if is_up() else {}
+    count = getattr(args, "hosts", None) or running.get("hypervisor_count") or config.DEFAULT_HYPERVISORS
+    try:
+        config.HOSTS = config.make_hosts(count)
+    except ValueError as error:
+        raise LabError("--hosts: %s" % error)
+    if getattr(args, "installed", False):
+        kind = "installed"
+    elif getattr(args, "stock", False):
+        kind = "stock"
+    else:
+        kind = running.get("hypervisor_root", "stock")
+    if getattr(args, "releases", None) is not None:
+        try:
+            asked = config.parse_releases(args.releases)
+        except (KeyError, ValueError) as error:
+            raise LabError("--releases: %s" % error)
+        releases = {host.name: asked.get(host.name, config.DEFAULT_RELEASE) for host in config.HOSTS}
+    else:
+        # What runs, for the hosts that run; the default for hosts added by --hosts.
+        running_releases = running.get("releases") or {}
+        releases = {host.name: running_releases.get(host.name, config.DEFAULT_RELEASE) for host in config.HOSTS}
+    return kind, releases, count
 
 
 def _init_pid(name):
@@ -49,14 +90,18 @@ def in_host(name, argv, **kwargs):
 
 
 def cmd_up(args):
-    kind = _hypervisor_kind(args)
+    state = hosts.load_state()
+    running_hosts = config.HOSTS
+    kind, releases, count = _wanted(args, state)
     if is_up():
-        running_kind = hosts.load_state().get("hypervisor_root", "stock")
-        if running_kind == kind:
+        running = (state.get("hypervisor_root", "stock"),
+                   state.get("releases") or {host.name: config.DEFAULT_RELEASE for host in running_hosts},
+                   state.get("hypervisor_count") or config.DEFAULT_HYPERVISORS)
+        if running == (kind, releases, count):
             log("the lab is already up")
             _print_status()
             return 0
-        log("the lab is up with %s hypervisors, %s ones were asked for: bringing it up anew" % (running_kind, kind))
+        log("the lab is up with other hosts than asked for: bringing it up anew")
     started = time.monotonic()
     if hosts.load_state().get("hosts") or network.lab_links() or hosts.lab_mounts() or mirror.processes():
         log("removing what an earlier lab left behind")
@@ -65,7 +110,7 @@ def cmd_up(args):
     if missing:
         raise LabError("missing commands: %s (run make setup)" % ", ".join(missing))
     try:
-        _up(kind)
+        _up(kind, releases, count)
     except BaseException:
         if os.environ.get("VIRTOPS_LAB_KEEP_FAILED") != "1":
             log("lab-up failed: removing what it had made (set VIRTOPS_LAB_KEEP_FAILED=1 to keep it)")
@@ -76,32 +121,40 @@ def cmd_up(args):
     return 0
 
 
-def _up(kind):
-    state = {"hosts": {}, "up": False, "started_at": time.time(), "hypervisor_root": kind}
+def _up(kind, releases, count):
+    state = {"hosts": {}, "up": False, "started_at": time.time(), "hypervisor_root": kind, "releases": releases,
+             "hypervisor_count": count}
     hosts.save_state(state)
     # The mirror listens on the control node's management address: bridges first.
     network.create_bridges()
     state["mirror_pid"] = mirror.start()
     hosts.save_state(state)
-    roots = {"stock": images.base_root("stock"), "installed": images.base_root("installed")}
+    roots = {}
+    for host in config.HOSTS:
+        # The storage host's NBD exports need qemu-nbd, which no role installs: an installed debian12 host.
+        wanted = (kind, releases[host.name]) if host.group == "hypervisors" else ("installed", config.DEFAULT_RELEASE)
+        if wanted not in roots:
+            roots[wanted] = images.base_root(*wanted)
+        roots[host.name] = roots[wanted]
     guest_dir = images.guest_image()
     state["accel"] = images.probe_accelerators(guest_dir)
-    # Post-copy needs unprivileged userfaultfd, a machine-wide setting that the
-    # hosts' read-only /proc/sys cannot change (LAB.md); restored by down.
-    with open(USERFAULTFD) as handle:
-        state["userfaultfd_before"] = handle.read().strip()
+    wanted_settings = _machine_settings(count)
+    state["sysctl_before"] = {}
+    for path in wanted_settings:
+        with open(path) as handle:
+            state["sysctl_before"][path] = handle.read().strip()
     hosts.save_state(state)
-    with open(USERFAULTFD, "w") as handle:
-        handle.write("1\n")
+    for path, value in wanted_settings.items():
+        if path == USERFAULTFD or int(state["sysctl_before"][path]) < value:
+            with open(path, "w") as handle:
+                handle.write("%d\n" % value)
     public_key = hosts.ensure_ssh_key()
     for host in config.HOSTS:
         network.create_host_links(host)
-        # The storage host's NBD exports need qemu-nbd, which no role installs.
-        root = roots[kind] if host.group == "hypervisors" else roots["installed"]
-        hosts.prepare_root(host, root, guest_dir, public_key)
+        hosts.prepare_root(host, roots[host.name], guest_dir, public_key)
     started = {}
     for host in config.HOSTS:
-        started[host.name] = hosts.boot(host, guest_dir)
+        started[host.name] = hosts.boot(host, guest_dir, releases.get(host.name, config.DEFAULT_RELEASE))
         state["hosts"][host.name] = {"nspawn_pid": started[host.name].pid}
         hosts.save_state(state)
     for host in config.HOSTS:
@@ -165,10 +218,12 @@ def cmd_down(_args):
     hosts.remove_cgroups()
     network.remove_all()
     hosts.remove_nspawn_leftovers()
-    before = state.get("userfaultfd_before")
-    if before is not None:
-        with open(USERFAULTFD, "w") as handle:
-            handle.write(before + "\n")
+    before = dict(state.get("sysctl_before") or {})
+    if state.get("userfaultfd_before") is not None:   # a lab brought up before there were others
+        before.setdefault(USERFAULTFD, state["userfaultfd_before"])
+    for path, value in before.items():
+        with open(path, "w") as handle:
+            handle.write(value + "\n")
     shutil.rmtree(config.STATE_DIR, ignore_errors=True)
     if os.path.exists(config.STATE_DIR):
         raise LabError("could not remove %s" % config.STATE_DIR)
@@ -190,6 +245,10 @@ def _status():
             "init_pid": running.get(host.name, {}).get("init_pid"),
             **_versions(host, host.name in running),
         } for host in config.HOSTS],
+        "guest_network": {"bridge": config.GUEST_BRIDGE, "control_address": config.GUEST_CONTROL_ADDRESS,
+                          "host_bridge": config.GUEST_HOST_BRIDGE, "echo_port": config.GUEST_ECHO_PORT},
+        "guests": [{"name": name, "address": address}
+                   for name, address in sorted((state.get("guest_addresses") or {}).items())],
         "inventory": config.INVENTORY,
     }
 
@@ -333,9 +392,11 @@ def cmd_guest_define(args):
     nbd_port = None
     if args.disk == "shared":
         nbd_port = create_disk(args.name, args.disk_size)
+    guests.check_name(args.name)
+    address = _guest_address(args.name) if args.kind == "linux" else None
     xml = guests.domain_xml(args.name, "kvm" if accel_for_kind == "kvm" else "qemu", kind=args.kind,
                             memory_mib=args.memory, vcpus=args.vcpus, disk=args.disk, nbd_port=nbd_port,
-                            dirty_mib=args.dirty_mib, dirty_rate=args.dirty_rate, labels=labels)
+                            dirty_mib=args.dirty_mib, dirty_rate=args.dirty_rate, labels=labels, address=address)
     if args.disk == "local":
         in_host(host.name, ["qemu-img", "create", "-q", "-f", "qcow2", "%s/%s.qcow2" % (guests.LOCAL_IMAGES, args.name),
                             "%dM" % args.disk_size], capture=True)
@@ -343,8 +404,18 @@ def cmd_guest_define(args):
     if args.start:
         in_host(host.name, ["virsh", "-q", "start", args.name], capture=True)
     print(json.dumps({"name": args.name, "host": host.name, "kind": args.kind, "accel": accel_for_kind,
-                      "disk": args.disk, "nbd_port": nbd_port, "started": args.start}))
+                      "disk": args.disk, "nbd_port": nbd_port, "started": args.start, "address": address}))
     return 0
+
+
+def _guest_address(name):
+    """The guest's address on the guest network: the one it had, else the lowest free one (kept in the state)."""
+    state = hosts.load_state()
+    addresses = state.setdefault("guest_addresses", {})
+    if name not in addresses:
+        addresses[name] = guests.free_address(set(addresses.values()))
+        hosts.save_state(state)
+    return addresses[name]
 
 
 def cmd_guest_remove(args):
@@ -359,6 +430,9 @@ def cmd_guest_remove(args):
                   % (guests.LOCAL_IMAGES, guests.serial_log("$1").replace("$1", '"$1"')))
         in_host(host.name, ["sh", "-c", script, "sh", args.name])
     remove_disk(args.name)
+    state = hosts.load_state()
+    if state.get("guest_addresses", {}).pop(args.name, None):
+        hosts.save_state(state)
     return 0
 
 
@@ -366,8 +440,15 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="labctl", description="The virtops.migration lab: real hypervisors on one machine.")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="build what is missing and bring the lab up (idempotent)")
-    up.add_argument("--installed", action="store_true",
-                    help="hypervisors with libvirt and QEMU installed (not configured) instead of stock hosts")
+    root = up.add_mutually_exclusive_group()
+    root.add_argument("--installed", action="store_true",
+                      help="hypervisors with libvirt and QEMU installed (not configured) instead of stock hosts")
+    root.add_argument("--stock", action="store_true", help="stock hypervisors (the default when the lab is down)")
+    up.add_argument("--hosts", type=int, metavar="N",
+                    help="hypervisors hv1 ... hvN (default %d)" % config.DEFAULT_HYPERVISORS)
+    up.add_argument("--releases", metavar="HOST=RELEASE ...",
+                    help="hypervisor generations per host, e.g. 'hv1=debian12 hv3=debian13' (others: %s; "
+                         "releases: %s)" % (config.DEFAULT_RELEASE, ", ".join(sorted(config.RELEASES))))
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="remove everything the lab made (idempotent)").set_defaults(func=cmd_down)
     status = sub.add_parser("status", help="what runs; exits 3 when the lab is not up")

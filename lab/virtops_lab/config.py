@@ -1,5 +1,6 @@
 """Names, addresses and paths of the lab: the one place they are decided."""
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -33,6 +34,16 @@ MGMT_NET = "198.18.0"
 MIG_NET = "198.18.1"
 PREFIX_LEN = 24
 CONTROL_ADDRESS = MGMT_NET + ".1"
+# The guests' network: a bridge on every hypervisor (GUEST_HOST_BRIDGE, inside its
+# namespace), each joined by a veth to one bridge on the machine, as hosts' trunk
+# ports join one VLAN. The control node has an address on it; guests get theirs from
+# `labctl guest define`, and answer a TCP echo on GUEST_ECHO_PORT.
+GUEST_BRIDGE = PREFIX + "guest"
+GUEST_HOST_BRIDGE = "vmbr0"
+GUEST_NET = "198.18.2"
+GUEST_CONTROL_ADDRESS = GUEST_NET + ".1"
+GUEST_FIRST, GUEST_LAST = 10, 250
+GUEST_ECHO_PORT = 7
 
 # The package mirror: Debian's apt-cacher-ng, run by the lab on the control
 # node's management address, its cache kept with the lab's other caches. The
@@ -49,6 +60,32 @@ GUEST_MOUNT = "/var/lib/virtops-lab/guest"
 # Shared disk images live on the storage host and are exported over NBD.
 STORAGE_IMAGES = "/srv/images"
 NBD_FIRST_PORT = 10809
+
+
+# Hypervisor generations a host can run: a Debian release, its libvirt and QEMU.
+# debian12 is the default: the whole suite is known to pass on it; debian13 is
+# chosen per host (labctl up --releases hv3=debian13).
+RELEASES = {
+    "debian12": {"suite": "bookworm", "libvirt": "9.0", "qemu": "7.2"},
+    # systemd 257 refuses cgroup v1: its containers get the unified hierarchy alone.
+    "debian13": {"suite": "trixie", "libvirt": "11.3", "qemu": "10.0",
+                 "nspawn_env": {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}},
+}
+DEFAULT_RELEASE = "debian12"
+
+
+def parse_releases(text):
+    """{host: release} from "hv1=debian12 hv3=debian13" (spaces or commas between)."""
+    chosen = {}
+    for item in text.replace(",", " ").split():
+        name, sep, release = item.partition("=")
+        if not sep:
+            raise ValueError("%r: expected HOST=RELEASE" % item)
+        host(name)
+        if release not in RELEASES:
+            raise ValueError("%r: no release %r (releases: %s)" % (item, release, ", ".join(sorted(RELEASES))))
+        chosen[name] = release
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -83,13 +120,34 @@ class Host:
         return os.path.join(self.dir, "root")
 
 
-HOSTS = (
-    Host("hv1", MGMT_NET + ".11", MIG_NET + ".11", "hypervisors"),
-    Host("hv2", MGMT_NET + ".12", MIG_NET + ".12", "hypervisors"),
-    Host("hv3", MGMT_NET + ".13", MIG_NET + ".13", "hypervisors"),
-    Host("storage", MGMT_NET + ".20", None, "storage_hosts"),
-)
+DEFAULT_HYPERVISORS = 3
+MAX_HYPERVISORS = 200
 STORAGE_HOST = "storage"
+
+
+def make_hosts(hypervisors=DEFAULT_HYPERVISORS):
+    """hv1 ... hvN and the storage host. hvN is .10+N on both networks, skipping the storage host's .20."""
+    if not 1 <= hypervisors <= MAX_HYPERVISORS:
+        raise ValueError("between 1 and %d hypervisors, not %d" % (MAX_HYPERVISORS, hypervisors))
+    made = []
+    for number in range(1, hypervisors + 1):
+        last = 10 + number if number < 10 else 11 + number
+        made.append(Host("hv%d" % number, "%s.%d" % (MGMT_NET, last), "%s.%d" % (MIG_NET, last), "hypervisors"))
+    made.append(Host(STORAGE_HOST, MGMT_NET + ".20", None, "storage_hosts"))
+    return tuple(made)
+
+
+def _recorded_hypervisors():
+    """How many hypervisors the running lab has (its state file), else the default."""
+    try:
+        with open(STATE_FILE) as handle:
+            return int(json.load(handle).get("hypervisor_count") or DEFAULT_HYPERVISORS)
+    except (OSError, ValueError, TypeError):
+        return DEFAULT_HYPERVISORS
+
+
+# The lab's hosts: those of the running lab; `labctl up --hosts N` sets them anew.
+HOSTS = make_hosts(_recorded_hypervisors())
 
 
 def host(name):

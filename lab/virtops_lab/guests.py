@@ -30,8 +30,22 @@ def serial_log(name):
     return "/var/log/libvirt/qemu/%s.serial.log" % name
 
 
+def guest_mac(address):
+    """The NIC's MAC address, derived from its IPv4 address on the guest network (locally administered)."""
+    return "52:54:00:%02x:%02x:%02x" % tuple(int(part) for part in address.split(".")[1:])
+
+
+def free_address(taken):
+    """The lowest guest-network address not in ``taken``."""
+    for last in range(config.GUEST_FIRST, config.GUEST_LAST + 1):
+        address = "%s.%d" % (config.GUEST_NET, last)
+        if address not in taken:
+            return address
+    raise LabError("no free address left on the guest network (%d guests)" % len(taken))
+
+
 def domain_xml(name, accel, kind="linux", memory_mib=256, vcpus=1, disk="none", nbd_port=None,
-               dirty_mib=0, dirty_rate=0, labels=None):
+               dirty_mib=0, dirty_rate=0, labels=None, address=None):
     check_name(name)
     if kind not in KINDS:
         raise LabError("unknown guest kind %r (kinds: %s)" % (kind, ", ".join(KINDS)))
@@ -45,6 +59,8 @@ def domain_xml(name, accel, kind="linux", memory_mib=256, vcpus=1, disk="none", 
         domain_type = accel
         cpu = "<cpu mode='custom' match='exact'><model fallback='forbid'>qemu64</model></cpu>"
         cmdline = "console=ttyS0 quiet panic=-1 virtops.dirty_mib=%d virtops.dirty_rate=%d" % (dirty_mib, dirty_rate)
+        if address:
+            cmdline += " virtops.ip=%s/%d" % (address, config.PREFIX_LEN)
         boot = ("<kernel>%s/vmlinuz</kernel><initrd>%s/initrd.img</initrd><cmdline>%s</cmdline>"
                 % (config.GUEST_MOUNT, config.GUEST_MOUNT, cmdline))
     else:
@@ -62,6 +78,11 @@ def domain_xml(name, accel, kind="linux", memory_mib=256, vcpus=1, disk="none", 
         disk_xml = ("<disk type='network' device='disk'><driver name='qemu' type='raw' cache='none'/>"
                     "<source protocol='nbd' name='%s'><host name='%s' port='%d'/></source>"
                     "<target dev='vda' bus='virtio'/></disk>" % (name, storage.mgmt_address, nbd_port))
+    nic = ""
+    if address and kind == "linux":
+        # e1000: one module in the guest, and QEMU announces it (RARP) where it arrives.
+        nic = ("<interface type='bridge'><mac address='%s'/><source bridge='%s'/><model type='e1000'/></interface>"
+               % (guest_mac(address), config.GUEST_HOST_BRIDGE))
     metadata = ""
     if labels:
         # The collection's own metadata namespace, where operators keep migration policy.
@@ -85,13 +106,14 @@ def domain_xml(name, accel, kind="linux", memory_mib=256, vcpus=1, disk="none", 
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     {disk}
+    {nic}
     <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>
     <console type='file'><source path='{log}' append='on'/><target type='serial' port='0'/></console>
     <memballoon model='none'/>
   </devices>
 </domain>
 """.format(dtype=domain_type, name=name, metadata=metadata, memory=memory_mib, vcpus=vcpus, boot=boot, cpu=cpu,
-           disk=disk_xml, log=serial_log(name))
+           disk=disk_xml, nic=nic, log=serial_log(name))
 
 
 def nbd_conf(name, port, image, fmt="raw"):

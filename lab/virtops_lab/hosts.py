@@ -170,7 +170,7 @@ def remove_cgroups():
         raise LabError("could not remove cgroups: %s" % ", ".join(left))
 
 
-def boot(host, guest_dir):
+def boot(host, guest_dir, release=config.DEFAULT_RELEASE):
     """Start the container; return the PID of its systemd-nspawn at once."""
     join_cgroup = _own_cgroup(host)
     console = open(os.path.join(host.dir, "console.log"), "ab")
@@ -185,8 +185,9 @@ def boot(host, guest_dir):
         "--bind-ro=%s:%s" % (guest_dir, config.GUEST_MOUNT),
         "--console=passive",
     ]
+    env = dict(os.environ, **config.RELEASES[release].get("nspawn_env", {}))
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                            start_new_session=True, preexec_fn=join_cgroup)
+                            start_new_session=True, preexec_fn=join_cgroup, env=env)
     console.close()
     return proc
 

@@ -34,7 +34,7 @@ INSTALLED_PACKAGES = (
     "python3-libvirt python3-apt python3-cryptography iperf3 gnutls-bin nftables"
 )
 KINDS = ("stock", "installed")
-SUITE = "bookworm"
+SUITE = "bookworm"   # the machine's own release, whose sources the hosts of debian12 copy
 GUEST_SOURCES = ("init", "dirtier.c", "power-button")
 
 
@@ -58,8 +58,14 @@ def _mirror():
     return "http://deb.debian.org/debian"
 
 
-def _sources():
-    """The hosts' apt sources: the machine's own Debian sources (deb.debian.org)."""
+def _sources(release=config.DEFAULT_RELEASE):
+    """The hosts' apt sources: the machine's own Debian sources (deb.debian.org), for the release's suite."""
+    suite = config.RELEASES[release]["suite"]
+    if suite != SUITE:
+        return ("Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\n"
+                "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+                "Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: %s-security\nComponents: main\n"
+                "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n" % (_mirror(), suite, suite, suite))
     path = "/etc/apt/sources.list.d/debian.sources"
     if os.path.exists(path):
         with open(path) as handle:
@@ -72,22 +78,33 @@ def _proxy_env():
     return dict(os.environ, http_proxy=config.MIRROR_URL + "/", DEBIAN_FRONTEND="noninteractive")
 
 
-def base_root(kind="stock"):
-    """Path of a host root of ``kind`` (stock or installed), built when missing.
+def base_root(kind="stock", release=config.DEFAULT_RELEASE):
+    """Path of a host root of ``kind`` (stock or installed) and ``release``, built when missing.
 
     The package mirror must be running: both are built through it.
     """
     if kind not in KINDS:
         raise LabError("no host root of kind %r (kinds: %s)" % (kind, ", ".join(KINDS)))
-    stock_recipe = _digest(SUITE, STOCK_INCLUDE, _sources(), _stock_tweaks_text())
+    suite = config.RELEASES[release]["suite"]
+    stock_recipe = _digest(suite, STOCK_INCLUDE, _sources(release), _stock_tweaks_text())
+    # The default release's roots keep the names they had before there were releases.
+    prefix = kind + "-" if release == config.DEFAULT_RELEASE else "%s-%s-" % (kind, release)
     if kind == "stock":
-        return _cached_root("stock-" + stock_recipe, _build_stock)
-    stock = base_root("stock")
+        return _cached_root(prefix + stock_recipe, release, lambda building: _build_stock(building, release))
+    stock = base_root("stock", release)
     recipe = _digest(stock_recipe, INSTALLED_PACKAGES, _installed_tweaks_text())
-    return _cached_root("installed-" + recipe, lambda building: _build_installed(stock, building))
+    return _cached_root(prefix + recipe, release, lambda building: _build_installed(stock, building))
 
 
-def _cached_root(name, build):
+def _root_release(path):
+    try:
+        with open(os.path.join(path, ".virtops-lab-release")) as handle:
+            return handle.read().strip()
+    except OSError:
+        return config.DEFAULT_RELEASE
+
+
+def _cached_root(name, release, build):
     path = os.path.join(config.CACHE_DIR, name)
     if os.path.isfile(os.path.join(path, ".virtops-lab-complete")):
         return path
@@ -96,24 +113,27 @@ def _cached_root(name, build):
     os.makedirs(config.CACHE_DIR, exist_ok=True)
     started = time.monotonic()
     build(building)
+    write_file(os.path.join(building, ".virtops-lab-release"), release + "\n")
     with open(os.path.join(building, ".virtops-lab-complete"), "w") as handle:
         handle.write("built in %.0f s\n" % (time.monotonic() - started))
     os.rename(building, path)
     kind = name.split("-", 1)[0]
-    # Roots of an older recipe (and of the lab's earlier single "base" root) go.
+    # Roots of an older recipe for the same release (and the lab's earlier single "base" root) go.
     for old in glob.glob(os.path.join(config.CACHE_DIR, kind + "-*")) + glob.glob(
             os.path.join(config.CACHE_DIR, "base-*")):
-        if old != path and not old.endswith(".building"):
+        if old != path and not old.endswith(".building") and (
+                old.startswith(os.path.join(config.CACHE_DIR, "base-")) or _root_release(old) == release):
             shutil.rmtree(old, ignore_errors=True)
     log("%s root ready in %.0f s: %s" % (kind, time.monotonic() - started, path))
     return path
 
 
-def _build_stock(building):
-    log("building the stock host root (debootstrap %s through the lab's mirror)" % SUITE)
-    run(["debootstrap", "--variant=minbase", "--include=" + STOCK_INCLUDE, SUITE, building, _mirror()],
+def _build_stock(building, release):
+    suite = config.RELEASES[release]["suite"]
+    log("building the stock host root of %s (debootstrap %s through the lab's mirror)" % (release, suite))
+    run(["debootstrap", "--variant=minbase", "--include=" + STOCK_INCLUDE, suite, building, _mirror()],
         capture=True, timeout=1200, env=_proxy_env())
-    write_file(os.path.join(building, "etc/apt/sources.list.d/debian.sources"), _sources())
+    write_file(os.path.join(building, "etc/apt/sources.list.d/debian.sources"), _sources(release))
     try:
         os.unlink(os.path.join(building, "etc/apt/sources.list"))
     except FileNotFoundError:
@@ -209,6 +229,7 @@ def guest_image():
     modules = {
         "button.ko": glob.glob(os.path.join(unpacked, "lib/modules/*/kernel/drivers/acpi/button.ko"))[0],
         "evdev.ko": glob.glob(os.path.join(unpacked, "lib/modules/*/kernel/drivers/input/evdev.ko"))[0],
+        "e1000.ko": glob.glob(os.path.join(unpacked, "lib/modules/*/kernel/drivers/net/ethernet/intel/e1000/e1000.ko"))[0],
     }
     dirtier = os.path.join(building, "dirtier")
     run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", dirtier,
@@ -220,6 +241,7 @@ def guest_image():
         "etc/acpi/PWRF/00000080": (sources["power-button"], 0o755),
         "lib/modules/button.ko": (_read(modules["button.ko"]), 0o644),
         "lib/modules/evdev.ko": (_read(modules["evdev.ko"]), 0o644),
+        "lib/modules/e1000.ko": (_read(modules["e1000.ko"]), 0o644),
         # The kernel runs /init with its #!/bin/sh: busybox is that shell.
         "bin/sh": ("busybox", "symlink"),
     }

@@ -9,7 +9,7 @@ import os
 from . import config
 from .util import LabError, output, run
 
-NETS = ("mgmt", "mig")
+NETS = ("mgmt", "mig", "guest")
 
 
 def _ip(*args, check=True):
@@ -21,14 +21,28 @@ def _link_exists(name, netns=None):
     return _ip(*(prefix + ["link", "show", "dev", name]), check=False).returncode == 0
 
 
+BRIDGES = (config.MGMT_BRIDGE, config.MIG_BRIDGE, config.GUEST_BRIDGE)
+
+
+def _add_address(address, dev, netns=None):
+    prefix = ["-n", netns] if netns else []
+    address = "%s/%d" % (address, config.PREFIX_LEN)
+    if address not in output(["ip"] + prefix + ["-o", "addr", "show", "dev", dev]):
+        _ip(*(prefix + ["addr", "add", address, "dev", dev]))
+
+
+def _add_bridge(name, netns=None):
+    prefix = ["-n", netns] if netns else []
+    if not _link_exists(name, netns):
+        _ip(*(prefix + ["link", "add", name, "type", "bridge"]))
+    _ip(*(prefix + ["link", "set", name, "up"]))
+
+
 def create_bridges():
-    for bridge in (config.MGMT_BRIDGE, config.MIG_BRIDGE):
-        if not _link_exists(bridge):
-            _ip("link", "add", bridge, "type", "bridge")
-        _ip("link", "set", bridge, "up")
-    address = "%s/%d" % (config.CONTROL_ADDRESS, config.PREFIX_LEN)
-    if address not in output(["ip", "-o", "addr", "show", "dev", config.MGMT_BRIDGE]):
-        _ip("addr", "add", address, "dev", config.MGMT_BRIDGE)
+    for bridge in BRIDGES:
+        _add_bridge(bridge)
+    _add_address(config.CONTROL_ADDRESS, config.MGMT_BRIDGE)
+    _add_address(config.GUEST_CONTROL_ADDRESS, config.GUEST_BRIDGE)
 
 
 def create_host_links(host):
@@ -36,6 +50,8 @@ def create_host_links(host):
 
     mig0 comes up without an address: giving it one is the migration_network
     role's job, as on a real host whose second NIC is cabled but unconfigured.
+    guest0 is a port of the host's guest bridge (vmbr0), which the guests' NICs
+    join; the host itself has no address there.
     """
     if host.netns not in list_netns():
         _ip("netns", "add", host.netns)
@@ -43,15 +59,17 @@ def create_host_links(host):
     links = [("mgmt", config.MGMT_BRIDGE, "mgmt0")]
     if host.mig_address:
         links.append(("mig", config.MIG_BRIDGE, "mig0"))
+        links.append(("guest", config.GUEST_BRIDGE, "guest0"))
     for net, bridge, inner in links:
         outer = host.veth(net)
         if not _link_exists(outer):
             _ip("link", "add", outer, "type", "veth", "peer", "name", inner, "netns", host.netns)
         _ip("link", "set", outer, "master", bridge, "up")
         _ip("-n", host.netns, "link", "set", inner, "up")
-    address = "%s/%d" % (host.mgmt_address, config.PREFIX_LEN)
-    if address not in output(["ip", "-n", host.netns, "-o", "addr", "show", "dev", "mgmt0"]):
-        _ip("-n", host.netns, "addr", "add", address, "dev", "mgmt0")
+    _add_address(host.mgmt_address, "mgmt0", host.netns)
+    if host.mig_address:
+        _add_bridge(config.GUEST_HOST_BRIDGE, host.netns)
+        _ip("-n", host.netns, "link", "set", "guest0", "master", config.GUEST_HOST_BRIDGE)
 
 
 def list_netns():
@@ -76,7 +94,7 @@ def remove_all():
             _ip("netns", "delete", netns, check=False)
             removed.append("netns " + netns)
     # Deleting one end of a veth deletes its peer; bridges go last.
-    for name in sorted(lab_links(), key=lambda n: n in (config.MGMT_BRIDGE, config.MIG_BRIDGE)):
+    for name in sorted(lab_links(), key=lambda n: n in BRIDGES):
         if _link_exists(name):
             _ip("link", "delete", name, check=False)
             removed.append("link " + name)

@@ -4,10 +4,12 @@ They reach hosts the way an operator would (SSH with the lab's key, virsh on
 the host), independently of the code under test.
 """
 
+import contextlib
 import json
 import os
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -20,6 +22,9 @@ SSH_KEY = os.path.join(STATE_DIR, "ssh", "id_ed25519")
 KNOWN_HOSTS = os.path.join(STATE_DIR, "ssh", "known_hosts")
 ADDRESSES = {"hv1": "198.18.0.11", "hv2": "198.18.0.12", "hv3": "198.18.0.13", "storage": "198.18.0.20"}
 HYPERVISORS = ("hv1", "hv2", "hv3")
+
+sys.path.insert(0, os.path.join(REPO, "lab"))
+from virtops_lab.echo import EchoProbe  # noqa: E402  (the lab's own client, on the control node)
 
 
 def labctl(*args, check=True, env=None, timeout=600):
@@ -92,6 +97,73 @@ def assert_intact_after_live_migration(host, name):
     assert found == [], "%s's memory changed in its live migration to %s: %s" % (name, host, found)
     assert boots(host, name) == 0, "%s booted again on %s" % (name, host)
     return False
+
+
+def guest_address(name):
+    """The guest's address on the lab's guest network, as `labctl status --json` shows it."""
+    for guest in lab_status().get("guests", []):
+        if guest["name"] == name:
+            return guest["address"]
+    raise AssertionError("%s has no address on the guest network" % name)
+
+
+def open_connections(names):
+    """{name: probe}: one TCP connection from the control node to each guest's echo service (port 7).
+
+    Each probe sends a short message every 10 ms and records when the answers come back.
+    """
+    probes = {}
+    try:
+        for name in names:
+            probes[name] = EchoProbe(guest_address(name)).start()
+    except BaseException:
+        for probe in probes.values():
+            probe.stop(settle=0)
+        raise
+    return probes
+
+
+def assert_connections_survived(probes, hosts_now):
+    """Every message sent came back on the same connection (within 10 s of the end).
+
+    ``hosts_now`` maps each guest to the host it runs on now. A guest that booted again
+    there after a kernel panic (QEMU's TCG defect, see assert_intact_after_live_migration)
+    lost its connections with its memory: that is printed, not failed. Returns
+    {name: client-observed downtime in ms}.
+    """
+    summaries = dict((name, probe.stop(settle=10.0)) for name, probe in probes.items())
+    downtime = {}
+    for name, summary in sorted(summaries.items()):
+        print("%s: client-observed downtime %s ms (%d messages, %d answered)" % (
+            name, summary["longest_gap_ms"], summary["sent"], summary["answered"]))
+        ok = summary["error"] is None and summary["answered"] == summary["sent"]
+        host = hosts_now[name]
+        if not ok and boots(host, name) and tcg_guest_panic(host, name):
+            print("%s: its connection ended with its panic on %s (QEMU TCG defect): %s" % (
+                name, host, summary["error"]))
+            continue
+        assert summary["error"] is None, "%s: the client's connection broke: %s" % (name, summary["error"])
+        assert summary["answered"] == summary["sent"], "%s: %d of %d messages unanswered" % (
+            name, summary["sent"] - summary["answered"], summary["sent"])
+        downtime[name] = summary["longest_gap_ms"]
+    return downtime
+
+
+@contextlib.contextmanager
+def connection_survives(name, host_after):
+    """Hold one TCP connection to the guest during the block; on leaving it, assert it survived.
+
+    ``host_after`` is where the guest runs when the block ends. Yields a dict that gets the
+    client-observed downtime in ms (``downtime_ms``; None when the guest's panic excused it).
+    """
+    probes = open_connections([name])
+    seen = {"downtime_ms": None}
+    try:
+        yield seen
+    except BaseException:
+        probes[name].stop(settle=0)
+        raise
+    seen["downtime_ms"] = assert_connections_survived(probes, {name: host_after}).get(name)
 
 
 def record_guest_memory(host, name):

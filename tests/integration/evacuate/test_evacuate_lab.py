@@ -23,7 +23,8 @@ import time
 
 import pytest
 
-from conftest import HYPERVISORS, assert_intact_after_live_migration, heartbeats, labctl, ssh, wait_for
+from conftest import (HYPERVISORS, assert_connections_survived, assert_intact_after_live_migration, heartbeats, labctl,
+                      open_connections, ssh, wait_for)
 from evacuate_helpers import (
     IPERF3_PORT,
     MAINTENANCE_REASON,
@@ -177,6 +178,8 @@ def test_a_plan_without_the_capacity_stops_before_anything_moves(fleet):
 def test_evacuation_killed_mid_way_resumes_and_every_guest_always_runs_once(fleet):
     assert all_on("hv1", FLEET), placement()
     beats = dict((n, max(heartbeats("hv1", n))) for n in LIVE)
+    # A client of each live-moving guest holds a TCP connection to it throughout.
+    clients = open_connections(LIVE)
     watcher = Watcher(FLEET, may_stop={"ev-cold", "ev-off"})
     watcher.start()
     try:
@@ -240,6 +243,8 @@ def test_evacuation_killed_mid_way_resumes_and_every_guest_always_runs_once(flee
                      "%s's heartbeat on %s" % (name, host))
         except AssertionError as err:
             raise AssertionError("%s; %s" % (err, guest_diagnostics(host, name))) from None
+    downtime = assert_connections_survived(clients, dict((n, now[n][0][0]) for n in LIVE))
+    print("client-observed downtime (ms): %s" % downtime)
     assert maintenance("hv1") and "ev-evac" in maintenance("hv1")
     assert watcher.polls > 20 and watcher.violations == [], watcher.violations[:10]
     report_file = os.path.join(fleet["control"], "hv1", "ev-evac.report.json")

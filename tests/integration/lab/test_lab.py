@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from conftest import (ADDRESSES, HYPERVISORS, INVENTORY, REPO, domains, lab_leftovers, lab_status, labctl, ssh,
-                      wait_for)
+from conftest import (ADDRESSES, HYPERVISORS, INVENTORY, REPO, EchoProbe, domains, lab_leftovers, lab_status, labctl,
+                      ssh, wait_for)
 
 ANSIBLE = os.path.join(REPO, ".venv", "bin", "ansible")
 HOSTS = tuple(ADDRESSES)
@@ -131,6 +131,24 @@ def test_a_guest_runs_on_every_host_with_each_kind_of_disk(guests):
     assert ssh("hv2", "qemu-img info -U /var/lib/libvirt/images/lab-local.qcow2").returncode == 0
 
 
+def test_every_linux_guest_has_an_address_on_the_guest_network_and_answers_an_echo(guests):
+    listed = dict((g["name"], g["address"]) for g in lab_status()["guests"])
+    linux = ("lab-shared", "lab-local", "lab-diskless")
+    for name in linux:
+        assert listed[name] == guests[name]["address"] and listed[name].startswith("198.18.2."), listed
+    assert len(set(listed[name] for name in linux)) == 3 and "lab-firmware" not in listed
+    # The control node reaches each one on its own host's bridge, over one TCP connection.
+    for name in linux:
+        wait_for(lambda n=name: heartbeat(guests[n]["host"], n) >= 1, 90, name + " to boot")
+        probe = EchoProbe(listed[name]).start()
+        time.sleep(0.5)
+        summary = probe.stop()
+        assert summary["error"] is None and summary["answered"] == summary["sent"] >= 20, summary
+    # The guest network stays inside the machine: no host has an address or a route on it.
+    for host in HYPERVISORS:
+        assert "198.18.2." not in ssh(host, "ip -4 -o addr show; ip route show").stdout
+
+
 def test_guests_run_under_the_accelerator_the_lab_reports(guests):
     for name, info in guests.items():
         cmdline = ssh(info["host"], "cat /proc/$(pgrep -f 'guest=%s,' | head -1)/cmdline | tr '\\0' ' '" % name).stdout
@@ -226,7 +244,7 @@ def test_exec_runs_a_command_inside_a_host():
 
 
 def test_stock_hosts_have_no_hypervisor_and_install_from_the_lab_mirror():
-    labctl("up")
+    labctl("up", "--stock")
     status = lab_status()
     assert status["up"] and status["hypervisor_root"] == "stock"
     assert status["mirror"] == "http://198.18.0.1:3142"

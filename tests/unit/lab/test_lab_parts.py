@@ -126,3 +126,105 @@ def test_status_reads_release_and_versions_from_a_hosts_root(tmp_path):
     assert hosts.installed_versions(str(tmp_path)) == {"libvirt0": "11.3.0", "qemu-system-x86": "10.0.2"}
     assert hosts.installed_versions(str(tmp_path), ("iperf3",)) == {}
     assert hosts.installed_versions(str(tmp_path / "absent")) == {}
+
+
+def test_releases_are_chosen_per_host():
+    assert config.parse_releases("hv1=debian12, hv3=debian13") == {"hv1": "debian12", "hv3": "debian13"}
+    assert config.parse_releases("") == {}
+    for bad in ("hv1", "hv9=debian12", "hv1=debian11"):
+        with pytest.raises((KeyError, ValueError)):
+            config.parse_releases(bad)
+
+
+def test_a_fleet_of_hypervisors_gets_unique_names_and_addresses():
+    assert [h.mgmt_address for h in config.make_hosts()] == [
+        "198.18.0.11", "198.18.0.12", "198.18.0.13", "198.18.0.20"]
+    fleet = config.make_hosts(24)
+    assert [h.name for h in fleet][:3] == ["hv1", "hv2", "hv3"] and fleet[-1].name == "storage"
+    assert len(fleet) == 25
+    for attribute in ("name", "mgmt_address", "veth"):
+        values = [getattr(h, attribute) if attribute != "veth" else h.veth("mgmt") for h in fleet]
+        assert len(set(values)) == len(values), attribute
+    assert len({h.mig_address for h in fleet if h.mig_address}) == 24
+    assert all(len(h.veth("mgmt")) <= 15 for h in config.make_hosts(config.MAX_HYPERVISORS))
+    with pytest.raises(ValueError):
+        config.make_hosts(0)
+
+
+def test_linux_guests_get_a_nic_on_the_guest_bridge_and_their_address_on_the_command_line():
+    xml = guests.domain_xml("g1", "qemu", address="198.18.2.10")
+    root = ET.fromstring(xml)
+    nic = root.find("devices/interface")
+    assert nic.get("type") == "bridge" and nic.find("source").get("bridge") == config.GUEST_HOST_BRIDGE
+    assert nic.find("mac").get("address") == guests.guest_mac("198.18.2.10") == "52:54:00:12:02:0a"
+    assert nic.find("model").get("type") == "e1000"
+    assert "virtops.ip=198.18.2.10/24" in root.find("os/cmdline").text.split()
+    assert ET.fromstring(guests.domain_xml("g2", "qemu")).find("devices/interface") is None
+    assert ET.fromstring(guests.domain_xml("g3", "kvm", kind="firmware", address="198.18.2.11")).find(
+        "devices/interface") is None
+
+
+def test_guest_addresses_are_the_lowest_free_ones_and_run_out_clearly():
+    assert guests.free_address(set()) == "198.18.2.10"
+    assert guests.free_address({"198.18.2.10", "198.18.2.12"}) == "198.18.2.11"
+    every = {"198.18.2.%d" % n for n in range(config.GUEST_FIRST, config.GUEST_LAST + 1)}
+    with pytest.raises(LabError, match="no free address"):
+        guests.free_address(every)
+
+
+def test_the_echo_client_measures_the_longest_gap_and_notices_a_broken_connection():
+    import socket
+    import threading
+    import time
+
+    from virtops_lab.echo import EchoProbe
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    pause = threading.Event()
+
+    def serve():
+        conn = server.accept()[0]
+        paused = False
+        while True:
+            data = conn.recv(4096)
+            if not data:
+                break
+            if pause.is_set() and not paused:
+                paused = True
+                time.sleep(0.3)
+            conn.sendall(data)
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    probe = EchoProbe("127.0.0.1", server.getsockname()[1]).start()
+    time.sleep(0.2)
+    pause.set()
+    time.sleep(0.6)
+    summary = probe.stop()
+    assert summary["error"] is None and summary["answered"] == summary["sent"] > 50
+    assert 250 <= summary["longest_gap_ms"] < 1000
+
+    def close_at_once():
+        conn = server.accept()[0]
+        conn.recv(64)
+        conn.sendall(b"00000000\n")
+        conn.close()
+
+    threading.Thread(target=close_at_once, daemon=True).start()
+    probe = EchoProbe("127.0.0.1", server.getsockname()[1]).start()
+    time.sleep(0.2)
+    summary = probe.stop()
+    assert summary["error"] is not None
+    server.close()
+
+
+def test_many_hosts_get_inotify_instances_enough_for_their_systemd():
+    from virtops_lab import cli
+
+    settings = cli._machine_settings(24)
+    assert settings[cli.USERFAULTFD] == 1
+    # 11 instances a prepared host were counted; Debian's default of 128 stopped the 21st host.
+    assert settings[cli.INOTIFY_INSTANCES] >= 25 * 11 > 128
