@@ -162,7 +162,8 @@ class EvacuationRequest(object):
                 exclusive=bool(move.get("exclusive")),
                 memory_mib=_number(move, "memory_mib", where, 0),
                 local_disk_mib=_number(move, "local_disk_mib", where, 0),
-                bandwidth_mib_s=_number(move, "bandwidth_mib_s", where, positive=True),
+                # 0 for a move that sends nothing (a cold move of a domain on shared storage): the plan's own output.
+                bandwidth_mib_s=_number(move, "bandwidth_mib_s", where),
             )
             out.append(clean)
         out.sort(key=lambda m: (m["order"], m["domain"]))

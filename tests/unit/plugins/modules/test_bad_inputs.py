@@ -53,9 +53,9 @@ EVACUATE_CASES = [
     (dict(moves=[move(memory_mib=-1)]), "memory_mib must be a number, 0 or more"),
     (dict(moves=[move(memory_mib=NAN)]), "memory_mib must be a number, 0 or more"),
     (dict(moves=[move(local_disk_mib=INF)]), "local_disk_mib must be a number, 0 or more"),
-    (dict(moves=[move(bandwidth_mib_s=-5)]), "bandwidth_mib_s must be a number above 0"),
-    (dict(moves=[move(bandwidth_mib_s=NAN)]), "bandwidth_mib_s must be a number above 0"),
-    (dict(moves=[move(bandwidth_mib_s=0)]), "bandwidth_mib_s must be a number above 0"),
+    (dict(moves=[move(bandwidth_mib_s=-5)]), "bandwidth_mib_s must be a number, 0 or more"),
+    (dict(moves=[move(bandwidth_mib_s=NAN)]), "bandwidth_mib_s must be a number, 0 or more"),
+    (dict(moves=[move(bandwidth_mib_s=float("inf"))]), "bandwidth_mib_s must be a number, 0 or more"),
     # shutdown-only moves are validated like any other: -1 with force would power off at once
     (dict(moves=[move(mode="shutdown", destination=None)], shutdown_timeout=-1, force=True), "shutdown_timeout"),
     (dict(moves=[move()], max_parallel_per_source=10 ** 6), "max_parallel_per_source"),
@@ -182,6 +182,13 @@ def test_a_request_built_in_python_is_held_to_the_same_rules():
         EvacuationRequest(params)
     with pytest.raises(ParameterError):
         _uri.parse_uri("qemu+tls://hv2:\u00b2/system")
+
+
+def test_a_move_that_sends_nothing_is_accepted():
+    # The planner gives a cold move of a domain on shared storage a bandwidth of 0: nothing to send.
+    params = dict((k, v.get("default")) for k, v in EVACUATE_ARGUMENT_SPEC.items())
+    params.update(evacuation_id="ev", source="hv1", moves=[move(mode="cold", bandwidth_mib_s=0.0)])
+    assert EvacuationRequest(params).moves[0]["bandwidth_mib_s"] == 0.0
 
 
 BAD_INPUTS = len(EVACUATE_CASES) + len(MIGRATE_CASES) + len(PLAN_CASES)
