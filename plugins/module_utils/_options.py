@@ -375,8 +375,8 @@ BOUNDS = dict(
     setup_seconds=(0, DAY_S),
     shutdown_seconds=(0, DAY_S),
     bandwidth_port=(1, 65535),
-    bandwidth_seconds=(1, 600),
-    dirty_rate_seconds=(1, 600),
+    bandwidth_seconds=(1, 60),
+    dirty_rate_seconds=(0, 600),  # 0 skips the sampling
     certificate_min_days=(0, 3650),
 )
 

@@ -67,7 +67,7 @@ options:
     type: int
     default: 5201
   bandwidth_seconds:
-    description: Seconds each throughput measurement lasts.
+    description: Seconds each throughput measurement lasts (1 to 60).
     type: int
     default: 3
   dirty_rate_seconds:

@@ -473,8 +473,6 @@ HOST_INFO_ARGUMENT_SPEC = dict(
 def run_host_info(module):
     """Entry point of the host_info module."""
     params = module.params
-    if params["reserved_memory_mib"] < 0:
-        raise ParameterError("reserved_memory_mib cannot be negative (%d)" % params["reserved_memory_mib"])
     check_inventory_labels(params["labels"])
     settings = ConnectionSettings.from_params(params)
     hypervisor = open_hypervisor(settings.uri, settings.connect_timeout)

@@ -29,6 +29,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._options import 
     MODE,
     STORAGE,
     argument_spec,
+    check_bounds,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import predict_migration
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.storage import LOCAL, SHARED, plan_storage
@@ -339,16 +340,8 @@ PRECHECK_ARGUMENT_SPEC = argument_spec(
 
 
 def validate_options(params):
+    """The checks the argument spec cannot express; each number's range is in _options.BOUNDS."""
     if not params["destinations"]:
         raise ParameterError("destinations must name at least one candidate host")
-    for key in ("memory_overcommit", "vcpu_overcommit"):
-        if params[key] <= 0:
-            raise ParameterError("%s must be positive, not %s" % (key, params[key]))
-    for key in ("reserved_memory_mib", "dirty_rate_seconds", "certificate_min_days"):
-        if params[key] < 0:
-            raise ParameterError("%s cannot be negative (%s)" % (key, params[key]))
-    if not 1 <= params["bandwidth_port"] <= 65535:
-        raise ParameterError("bandwidth_port must be a TCP port, not %s" % params["bandwidth_port"])
-    if not 1 <= params["bandwidth_seconds"] <= 60:
-        raise ParameterError("bandwidth_seconds must be between 1 and 60, not %s" % params["bandwidth_seconds"])
+    check_bounds(params)
     return Ladder.from_params(params)

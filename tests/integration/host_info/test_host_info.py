@@ -16,6 +16,8 @@ def guests(lab):
                              "--start"]),
         "hi-shared": ("hv1", ["--disk", "shared", "--memory", "192"]),
         "hi-plain": ("hv2", ["--start", "--vcpus", "2"]),
+        # A policy in a domain's own metadata that no version knows: reported, never refused.
+        "hi-odd": ("hv3", ["--label", "do_not_migrate=delete-it"]),
     }
     for name, (host, options) in made.items():
         labctl("guest", "define", host, name, *options)
@@ -71,10 +73,16 @@ def test_domains_disks_labels_and_blockers(guests):
 
 
 def test_inventory_labels_override_metadata_and_bad_policies_are_flagged(guests):
-    labels = {"hi-local": {"do_not_migrate": "skip"}, "hi-shared": {"do_not_migrate": "delete-it"}}
+    labels = {"hi-local": {"do_not_migrate": "skip"}}
     domains = {d["name"]: d for d in run_module("hv1", MODULE, {"labels": labels})["host_info"]["domains"]}
     assert domains["hi-local"]["labels"] == {"anti_affinity": "db", "do_not_migrate": "skip"}
-    assert "unknown do_not_migrate policy 'delete-it'" in domains["hi-shared"]["label_problems"][0]
+    # An unknown policy in the inventory is the operator's typo: refused before anything is read.
+    refused = run_module("hv1", MODULE, {"labels": {"hi-shared": {"do_not_migrate": "delete-it"}}})
+    assert refused.get("failed") is True and "host_info" not in refused
+    assert "labels of hi-shared: do_not_migrate must be null, true or one of" in refused["msg"], refused["msg"]
+    # One in a domain's metadata is the host's state: the facts report it (and the plan refuses it).
+    odd = {d["name"]: d for d in run_module("hv3", MODULE)["host_info"]["domains"]}["hi-odd"]
+    assert "unknown do_not_migrate policy 'delete-it'" in odd["label_problems"][0]
 
 
 def test_committed_capacity_counts_only_domains_that_run(guests):
@@ -96,7 +104,7 @@ def test_maintenance_marker_is_reported():
 
 
 @pytest.mark.parametrize("args, message", [
-    ({"reserved_memory_mib": -1}, "reserved_memory_mib cannot be negative"),
+    ({"reserved_memory_mib": -1}, "reserved_memory_mib must be a finite number, at least 0 "),
     ({"labels": {"vm1": {"colour": "red"}}}, "labels of vm1 must be a dictionary"),
     ({"uri": "qemu+tls://no;such/system"}, "host"),
     ({"uri": "qemu+tls://198.18.0.99/system", "connect_timeout": 2}, "cannot reach 198.18.0.99"),

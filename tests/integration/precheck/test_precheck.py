@@ -204,7 +204,7 @@ def test_expired_certificate_and_one_without_the_migration_address(guests):
     ({"destinations": ["no;such"]}, "host"),
     ({"destinations": ["unknown-host.invalid"]}, "cannot resolve"),
     ({"destinations": ["198.18.0.99"], "connect_timeout": 2}, "no candidate destination could be reached"),
-    ({"destinations": ["hv2"], "memory_overcommit": -1}, "memory_overcommit must be positive"),
+    ({"destinations": ["hv2"], "memory_overcommit": -1}, "memory_overcommit must be a finite number, at least 0.01"),
 ])
 def test_bad_input_fails_clearly(guests, args, message):
     result = run_module("hv1", MODULE, dict(args, measure_bandwidth=False, dirty_rate_seconds=0))

@@ -114,6 +114,8 @@ def test_bad_playbook_variables_are_refused(entries, variables, message):
 def test_good_playbook_variables_pass():
     assert refusal(["evacuate"], dict(evacuate_progress_interval=5, evacuate_exclude=["hv3"], evacuate_id="ev-1",
                                       evacuate_max_downtime_steps=[], evacuate_memory_overcommit=1.5)) is None
+    # 0 has a meaning here: no dirty-rate sampling before the plan.
+    assert refusal(["evacuate"], dict(evacuate_dirty_rate_seconds=0)) is None
 
 
 def test_the_declaration_agrees_with_the_modules():

@@ -154,11 +154,11 @@ def params(**overrides):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"destinations": []}, "at least one candidate"),
-    ({"memory_overcommit": 0}, "memory_overcommit must be positive"),
-    ({"reserved_memory_mib": -5}, "reserved_memory_mib cannot be negative"),
-    ({"bandwidth_port": 70000}, "must be a TCP port"),
-    ({"bandwidth_seconds": 0}, "between 1 and 60"),
-    ({"max_downtime_steps": [500, -1]}, "positive milliseconds"),
+    ({"memory_overcommit": 0}, "memory_overcommit must be a finite number, at least 0.01"),
+    ({"reserved_memory_mib": -5}, "reserved_memory_mib must be a finite number, at least 0 "),
+    ({"bandwidth_port": 70000}, "bandwidth_port must be a finite number, at least 1 and at most 65535"),
+    ({"bandwidth_seconds": 0}, "bandwidth_seconds must be a finite number, at least 1 and at most 60,"),
+    ({"max_downtime_steps": [500, -1]}, "max_downtime_steps must be a finite number, at least 1 "),
 ])
 def test_impossible_numbers_are_refused(overrides, message):
     with pytest.raises(ParameterError, match=message):

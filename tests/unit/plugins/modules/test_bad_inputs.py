@@ -191,6 +191,11 @@ def test_a_move_that_sends_nothing_is_accepted():
     assert EvacuationRequest(params).moves[0]["bandwidth_mib_s"] == 0.0
 
 
+def test_a_precheck_that_samples_no_dirty_rate_is_accepted():
+    # precheck's documented "0 skips it" (the integration suites pre-check with it).
+    check_bounds({"dirty_rate_seconds": 0, "measure_bandwidth": False})
+
+
 BAD_INPUTS = len(EVACUATE_CASES) + len(MIGRATE_CASES) + len(PLAN_CASES)
 
 
