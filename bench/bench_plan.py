@@ -204,7 +204,7 @@ def main():
         plan = ""
         if result is not None:
             plan = "%d moves, %d skipped, %d unplaceable, predicted %s s (bound %s s)" % (
-                len(result["moves"]), len(result["skipped"]), len(result["unplaceable"]),
+                len(result["moves"]), len(result["skipped_domains"]), len(result["unplaceable"]),
                 result["predicted_total_seconds"], result["bound_seconds"])
         print("%-34s %8.3f %8.3f  %s" % (label, wall, cpu, plan))
     print("(medians of %d runs; python %s; %d CPUs; load average %s)" % (

@@ -153,7 +153,7 @@ EXAMPLES = r"""
     evacuation_id: hv1-maintenance
     source: hv1
     moves: "{{ plan.moves }}"
-    skipped: "{{ plan.skipped }}"
+    skipped: "{{ plan.skipped_domains }}"
     migration_addresses:
       hv2: 198.18.1.12
       hv3: 198.18.1.13

@@ -15,7 +15,7 @@ description:
     and pre-check results, and predicts each migration's time and downtime and the whole evacuation's. It only
     plans - nothing is changed, so it runs on the control node (delegated to C(localhost), for example),
     needs no libvirt, and check mode behaves exactly as a normal run.
-  - B(Every domain of the source is accounted for), in exactly one of RV(moves), RV(skipped) and RV(unplaceable)
+  - B(Every domain of the source is accounted for), in exactly one of RV(moves), RV(skipped_domains) and RV(unplaceable)
     (with the reasons); RV(can_empty) says whether the host can be emptied.
   - B(Modes.) A running, paused or blocked domain moves live (pre-copy, climbing the escalation ladder of
     O(max_downtime_steps), O(auto_converge), O(postcopy) and O(timeout_action) when predicted necessary); a shut-off
@@ -334,7 +334,7 @@ moves:
       escalation: null
       exclusive: false
       warnings: []
-skipped:
+skipped_domains:
   description: Domains left on the source by their C(do_not_migrate) policy.
   returned: success
   type: list

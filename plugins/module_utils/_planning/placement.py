@@ -9,7 +9,7 @@
 
 Pure Python, no libvirt: it works on host facts (host_info) and pre-check results
 (precheck). plan_evacuation() is the entry point; every domain of the source ends up in
-exactly one of ``moves``, ``skipped`` and ``unplaceable`` - never silently dropped.
+exactly one of ``moves``, ``skipped_domains`` and ``unplaceable`` - never silently dropped.
 
 The steps:
 
@@ -442,7 +442,7 @@ class _Planner(object):
             source=self.source,
             can_empty=can_empty,
             moves=self.moves,
-            skipped=self.skipped,
+            skipped_domains=self.skipped,
             unplaceable=self.unplaceable,
             destinations=destinations,
             predicted_total_seconds=round(total, 1),
@@ -458,7 +458,7 @@ class _Planner(object):
         lines = []
         head = "%s %s: %d domains - %d live, %d cold, %d shut down in place, %d skipped, %d unplaceable" % (
             self.source, "can be emptied" if result["can_empty"] else "cannot be emptied", len(self.domains),
-            by_mode[LIVE], by_mode[COLD], by_mode[SHUTDOWN], len(result["skipped"]), len(result["unplaceable"]))
+            by_mode[LIVE], by_mode[COLD], by_mode[SHUTDOWN], len(result["skipped_domains"]), len(result["unplaceable"]))
         lines.append(head + ".")
         if result["unplaceable"]:
             lines.append("Unplaceable: %s." % host_names([u["domain"] for u in result["unplaceable"]]))

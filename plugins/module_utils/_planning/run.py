@@ -45,7 +45,7 @@ def plan_lines(plan):
         lines.append("  %-3s %-24s %-8s -> %-10s %6s s  downtime %s ms%s" % (
             move["order"], move["domain"], move["mode"], move.get("destination") or "-", move.get("predicted_seconds"),
             move.get("predicted_downtime_ms"), "  escalation: %s" % move["escalation"] if move.get("escalation") else ""))
-    lines.extend("  skipped: %s (%s)" % (item["domain"], item["reason"]) for item in plan["skipped"])
+    lines.extend("  skipped: %s (%s)" % (item["domain"], item["reason"]) for item in plan["skipped_domains"])
     lines.extend("  UNPLACEABLE: %s: %s" % (item["domain"], "; ".join(item["reasons"])) for item in plan["unplaceable"])
     return lines
 

@@ -46,7 +46,7 @@ def module_result(capsys, **args):
 def test_the_action_plans_exactly_as_the_module(capsys, args):
     expected = module_result(capsys, **args)
     out = plan_in_controller(dict(dict(source="hv1", hosts=HOSTS), **args))
-    for key in ("moves", "skipped", "unplaceable", "can_empty", "destinations", "predicted_total_seconds",
+    for key in ("moves", "skipped_domains", "unplaceable", "can_empty", "destinations", "predicted_total_seconds",
                 "bound_seconds", "bandwidth_budget_mib_s", "summary", "source", "changed"):
         assert out[key] == expected[key], key
     assert out["invocation"] == expected["invocation"]

@@ -73,7 +73,7 @@ def unplaceable(result, name):
 def check_plan(result, hosts, source, prechecks, opts):
     names = [d["name"] for d in hosts[source]["domains"]]
     moved = [m["domain"] for m in result["moves"]]
-    skipped = [s["domain"] for s in result["skipped"]]
+    skipped = [s["domain"] for s in result["skipped_domains"]]
     refused = [u["domain"] for u in result["unplaceable"]]
     # Never silent: every domain of the source in exactly one list, nothing else there.
     assert sorted(moved + skipped + refused) == sorted(names)
@@ -199,7 +199,7 @@ def check_plan(result, hosts, source, prechecks, opts):
     assert result["predicted_total_seconds"] >= max([m["finish_offset_s"] for m in result["moves"]] or [0]) - 0.05
 
     # can_empty: nothing unplaceable, no skipped domain left running.
-    still_running = [s for s in result["skipped"] if s["state"] not in INACTIVE]
+    still_running = [s for s in result["skipped_domains"] if s["state"] not in INACTIVE]
     assert result["can_empty"] == (not result["unplaceable"] and not still_running)
     assert result["summary"] and all(isinstance(line, str) for line in result["summary"])
     json.dumps(result)  # plain data only
@@ -328,7 +328,7 @@ def test_an_empty_host_can_be_emptied():
 
 def test_policy_skip_keeps_a_running_domain_and_the_host_cannot_be_emptied():
     result = plan(dict(hv1=host(dom("a", policy="skip"), dom("b")), hv2=host()))
-    assert result["skipped"] == [dict(domain="a", uuid="uuid-a", policy="skip", state="running",
+    assert result["skipped_domains"] == [dict(domain="a", uuid="uuid-a", policy="skip", state="running",
                                       reason="do_not_migrate: skip - left on the source as it is")]
     assert where(result, "b")["mode"] == "live"
     assert not result["can_empty"]
@@ -337,7 +337,7 @@ def test_policy_skip_keeps_a_running_domain_and_the_host_cannot_be_emptied():
 
 def test_policy_skip_of_a_shut_off_domain_does_not_block_emptying():
     result = plan(dict(hv1=host(dom("a", policy="skip", state="shutoff")), hv2=host()))
-    assert result["skipped"][0]["policy"] == "skip"
+    assert result["skipped_domains"][0]["policy"] == "skip"
     assert result["can_empty"]
 
 
@@ -365,15 +365,15 @@ def test_policy_shutdown_shuts_down_in_place_after_every_migration():
 
 def test_policy_shutdown_of_a_shut_off_domain_is_reported_not_dropped():
     result = plan(dict(hv1=host(dom("a", policy="shutdown", state="shutoff")), hv2=host()))
-    assert result["skipped"][0]["policy"] == "shutdown"
-    assert "already shut off" in result["skipped"][0]["reason"]
+    assert result["skipped_domains"][0]["policy"] == "shutdown"
+    assert "already shut off" in result["skipped_domains"][0]["reason"]
 
 
 @pytest.mark.parametrize("default, expect", [("skip", "skipped"), ("cold", "cold"), ("shutdown", "shutdown")])
 def test_label_true_takes_the_default_policy(default, expect):
     result = plan(dict(hv1=host(dom("a", policy=True)), hv2=host()), do_not_migrate_default=default)
     if expect == "skipped":
-        assert result["skipped"][0]["domain"] == "a"
+        assert result["skipped_domains"][0]["domain"] == "a"
     else:
         assert where(result, "a")["mode"] == expect
 
@@ -759,7 +759,7 @@ def test_random_inventories_keep_every_invariant():
         result = plan(hosts, prechecks=prechecks, **options)  # check_plan() asserts the invariants
         assert plan(copy.deepcopy(hosts), prechecks=copy.deepcopy(prechecks), **options) == result
         outcomes["moves"] += len(result["moves"])
-        outcomes["skipped"] += len(result["skipped"])
+        outcomes["skipped"] += len(result["skipped_domains"])
         outcomes["unplaceable"] += len(result["unplaceable"])
         outcomes["can_empty"] += result["can_empty"]
         outcomes["exclusive"] += sum(m["exclusive"] for m in result["moves"])

@@ -70,14 +70,14 @@ def test_plans_and_changes_nothing(run):
     assert modes["old"][0] == "cold"
     assert modes["web-1"][1] != "hv2" and modes["web-2"][1] != "hv2" and modes["web-1"][1] != modes["web-2"][1]
     assert all(m["destination"] != "hv5" for m in out["moves"])
-    assert [s["domain"] for s in out["skipped"]] == ["lic"]
+    assert [s["domain"] for s in out["skipped_domains"]] == ["lic"]
     assert out["unplaceable"] == []
 
 
 def test_check_mode_returns_the_same_plan(run):
     normal = run()
     checked = run(check_mode=True)
-    for key in ("moves", "skipped", "unplaceable", "can_empty", "predicted_total_seconds", "summary"):
+    for key in ("moves", "skipped_domains", "unplaceable", "can_empty", "predicted_total_seconds", "summary"):
         assert checked[key] == normal[key]
     assert checked["changed"] is False
 
@@ -183,7 +183,7 @@ def test_the_plan_for_people_lists_every_move_skip_and_unplaceable_domain():
                             predicted_downtime_ms=300, escalation=None),
                        dict(order=2, domain="db1", mode="shutdown", destination=None, predicted_seconds=30.0,
                             predicted_downtime_ms=None, escalation="auto_converge")],
-                skipped=[dict(domain="batch1", reason="do_not_migrate: skip")],
+                skipped_domains=[dict(domain="batch1", reason="do_not_migrate: skip")],
                 unplaceable=[dict(domain="big", reasons=["memory: needs 64 GiB", "cpu"])])
     lines = plan_lines(plan)
     assert lines[0] == "hv1 cannot be emptied."
