@@ -152,10 +152,16 @@ def listing(host):
 
 
 def placement():
-    """{guest: (running hosts, persistent hosts)} over every hypervisor."""
+    """{guest: (running hosts, persistent hosts)} over every hypervisor, listed at the same instant."""
+    listings = {}
+    threads = [threading.Thread(target=lambda h=host: listings.__setitem__(h, listing(h))) for host in HYPERVISORS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     out = {}
     for host in HYPERVISORS:
-        running, _paused, persistent = listing(host)
+        running, _paused, persistent = listings[host]
         for name in running | persistent:
             entry = out.setdefault(name, ([], []))
             if name in running:
@@ -163,6 +169,25 @@ def placement():
             if name in persistent:
                 entry[1].append(host)
     return out
+
+
+# Names of our running guests on a host that have a job (a migration) under way, as virsh sees it.
+VIRSH_JOBS = ("for d in $(virsh -q list --name); do case $d in %s*) "
+              "virsh domjobinfo $d | grep -Eq '^Job type: +(Bounded|Unbounded)' && echo $d;; esac; done; true" % PREFIX)
+
+
+def wait_for_migrations_to_end(host, timeout=300):
+    """Waits until no guest on ``host`` has a job. A killed evacuation leaves the migrations libvirt had
+    started running (peer-to-peer: the source's libvirtd drives them); until they end, a guest is on two
+    hosts for a moment and the hosts cannot all be listed at the instant it switches over."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = ssh(host, VIRSH_JOBS, timeout=60).stdout.split()
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("migrations still under way on %s after %d s: %s" % (host, timeout, busy))
+        time.sleep(1)
 
 
 def ensure_images_pools():
