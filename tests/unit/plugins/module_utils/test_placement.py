@@ -329,7 +329,7 @@ def test_an_empty_host_can_be_emptied():
 def test_policy_skip_keeps_a_running_domain_and_the_host_cannot_be_emptied():
     result = plan(dict(hv1=host(dom("a", policy="skip"), dom("b")), hv2=host()))
     assert result["skipped_domains"] == [dict(domain="a", uuid="uuid-a", policy="skip", state="running",
-                                      reason="do_not_migrate: skip - left on the source as it is")]
+                                              reason="do_not_migrate: skip - left on the source as it is")]
     assert where(result, "b")["mode"] == "live"
     assert not result["can_empty"]
     assert any("Skipped by policy and still running on the source: a." == line for line in result["summary"])
