@@ -158,6 +158,14 @@ dirty_rates:
   description: Measured dirty rate of each domain checked, MiB/s (null when not measured).
   returned: success
   type: dict
+for_plan:
+  description:
+    - The RV(results) as the C(virtops.migration.evacuation_plan) module's O(virtops.migration.evacuation_plan#module:prechecks)
+      option takes them - C(domain), C(source), C(destination), C(verdict), C(reasons), C(predicted_seconds),
+      C(predicted_downtime_ms), C(converges) and C(escalation) of each.
+  returned: success
+  type: list
+  elements: dict
 summary:
   description: A table a person reads - domain, destination, verdict, predicted time, reasons.
   returned: success

@@ -41,6 +41,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._facts.measure i
     throughput,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.storage import parse_mountinfo
+from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import PRECHECK_OPTIONS
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import validate_host
 
 
@@ -132,6 +133,7 @@ class _Run(object):
             "bandwidth": bandwidth,
             "dirty_rates": {name: rates.get(name) for name in sorted(facts)},
             "summary": _summary(results),
+            "for_plan": [dict((key, item[key]) for key in PRECHECK_OPTIONS) for item in results],
         }
 
     def _bandwidth(self, name):

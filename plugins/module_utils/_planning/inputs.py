@@ -58,7 +58,8 @@ LIVE = "live"
 COLD = "cold"
 SHUTDOWN = "shutdown"
 
-_PRECHECK_OPTIONS = dict(
+# One pre-check as the planner takes it: these keys of a precheck module's result.
+PRECHECK_OPTIONS = dict(
     domain=dict(type="str", required=True),
     source=dict(type="str", required=True),
     destination=dict(type="str", required=True),
@@ -78,7 +79,7 @@ EVACUATION_PLAN_ARGUMENT_SPEC = argument_spec(
     CAPACITY, CONCURRENCY, SOURCE["source"].but(required=True), FACTS, DOMAINS, PLANNING,
     dirty_rates=dict(type="dict", default={}),
     source_bandwidth_mib_s=dict(type="float"),
-    prechecks=dict(type="list", elements="dict", default=[], options=_PRECHECK_OPTIONS),
+    prechecks=dict(type="list", elements="dict", default=[], options=PRECHECK_OPTIONS),
     unchecked_pairs=dict(type="str", default="auto", choices=list(UNCHECKED_PAIRS)),
     count_shutoff_domains=dict(type="bool", default=True),
     live_fallback=dict(type="str", default="none", choices=list(LIVE_FALLBACKS)),

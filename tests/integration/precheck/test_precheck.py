@@ -71,6 +71,11 @@ def test_destination_without_enough_memory(guests):
     item = pair(result, "pc-idle", "hv2")
     assert item["verdict"] == "block"
     assert blocked_by(item, "capacity_memory")[0].startswith("not enough memory")
+    # What the planner takes: the same verdict and reasons, without the details meant for people.
+    for_plan = [p for p in result["for_plan"] if p["domain"] == "pc-idle" and p["destination"] == "hv2"]
+    assert for_plan == [dict((k, item[k]) for k in ("domain", "source", "destination", "verdict", "reasons",
+                                                    "predicted_seconds", "predicted_downtime_ms", "converges",
+                                                    "escalation"))]
 
 
 def test_local_disk_needs_a_pool_on_the_destination_or_copy_storage(guests):
