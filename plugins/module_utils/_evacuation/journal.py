@@ -273,6 +273,24 @@ class Journal(object):
         return line
 
 
+def atomic_write(path, text, mode):
+    """Replace ``path`` with ``text`` (file mode ``mode``) by write, fsync and rename: a reader sees
+    the old content or the new one, never a part, and a crash leaves no half-written file."""
+    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                                         dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 class JournalStore(object):
     """Where an evacuation's journal, abort request and lock live on the source host."""
 
@@ -305,20 +323,8 @@ class JournalStore(object):
 
     def save(self, journal):
         """Write atomically: a reader sees the old journal or the new one, never a part."""
-        text = journal.to_json() + "\n"
         try:
-            handle, tmp = tempfile.mkstemp(prefix="." + self.evacuation_id + ".", suffix=".tmp", dir=self.directory)
-            try:
-                with os.fdopen(handle, "w") as out:
-                    out.write(text)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            atomic_write(self.path, journal.to_json() + "\n", 0o600)
         except OSError as err:
             raise JournalError("cannot write the journal %s: %s" % (self.path, err.strerror))
 

@@ -22,14 +22,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.outputs import (
     junit_xml,
     prometheus_text,
     timeline_svg,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import JournalError, validate_id
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import JournalError, atomic_write, validate_id
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
 from ansible_collections.virtops.migration.plugins.module_utils._options import (
@@ -106,17 +105,7 @@ def _write(path, content, mode):
                 return False
     except (IOError, OSError, UnicodeDecodeError):
         pass
-    directory = os.path.dirname(path) or "."
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path))
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(content)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    atomic_write(path, content, mode)
     return True
 
 
