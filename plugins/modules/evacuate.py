@@ -80,7 +80,7 @@ options:
     default: []
   skipped:
     description:
-      - The plan's RV(virtops.migration.evacuation_plan#module:skipped) domains, recorded in the journal and the report
+      - The plan's RV(virtops.migration.evacuation_plan#module:skipped_domains) domains, recorded in the journal and the report
         as skipped.
     type: list
     elements: dict
