@@ -76,7 +76,7 @@ problems:
   type: list
   elements: str
   sample: ["web1 is not persistent on hv2"]
-failed:
+failures:
   description: With O(evacuation) - one line per domain the evacuation did not move (status C(failed)), with its error.
   returned: success
   type: list

@@ -171,9 +171,9 @@ def run_evacuation_verify(module):
             raise ParameterError("no facts of %s, the host evacuated: it cannot be verified" % source)
         records = params["evacuation"].get("domains") or []
         problems = evacuation_problems(source, records, facts, empty=params["empty"])
-        return dict(changed=False, problems=problems, failed=failures(records))
+        return dict(changed=False, problems=problems, failures=failures(records))
     problems = restore_problems(source, params["restore"], facts, params["moved"] or [], params["started"] or [])
-    return dict(changed=False, problems=problems, failed=[])
+    return dict(changed=False, problems=problems, failures=[])
 
 
 def run_restore_plan(module):

@@ -33,7 +33,7 @@ def run(capsys):
 def test_after_an_evacuation(run):
     out = run(evacuation_verify, source="hv1", hosts=FACTS, evacuation=EVACUATED)
     assert out["rc"] == 0 and not out["changed"]
-    assert out["problems"] == [] and out["failed"] == ["b failed: refused."]
+    assert out["problems"] == [] and out["failures"] == ["b failed: refused."]
 
 
 def test_an_evacuation_of_a_host_without_facts_cannot_be_verified(run):
