@@ -14,9 +14,8 @@ import pytest
 import yaml
 
 RESERVED = {"failed", "skipped", "unreachable", "rc"}
-MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..",
-                                                                 "plugins", "modules"))
-                 if name.endswith(".py") and not name.startswith("_"))
+MODULES_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "plugins", "modules")
+MODULES = sorted(name[:-3] for name in os.listdir(MODULES_DIR) if name.endswith(".py") and not name.startswith("_"))
 
 
 @pytest.mark.parametrize("name", MODULES)
