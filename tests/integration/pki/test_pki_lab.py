@@ -228,7 +228,7 @@ def test_a_migration_without_tls_is_refused(vm):
     assert_refused(proc, vm, "only with VIR_MIGRATE_TLS", "TLS")
 
 
-# --- rotation in the middle of migrations ----------------------------------------------
+# --- rotation in the middle of an evacuation ------------------------------------------
 
 def serials(host):
     """The serials of the host's libvirt and QEMU client certificates (read here: hosts have no openssl)."""
