@@ -28,7 +28,7 @@ from virtops_lab.echo import EchoProbe  # noqa: E402  (the lab's own client, on 
 
 
 def labctl(*args, check=True, env=None, timeout=600):
-    result = subprocess.run([LABCTL] + [str(a) for a in args], capture_output=True, text=True, env=env,
+    result = subprocess.run([LABCTL] + [str(a) for a in args], stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
                             timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise AssertionError("labctl %s failed (%d): %s%s" % (" ".join(map(str, args)), result.returncode,
@@ -41,7 +41,7 @@ def ssh(host, command, check=True, timeout=120):
     argv = ["ssh", "-i", SSH_KEY, "-o", "UserKnownHostsFile=" + KNOWN_HOSTS, "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
             "root@" + ADDRESSES[host], command]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise AssertionError("on %s, %r failed (%d): %s%s" % (host, command, result.returncode, result.stdout,
                                                               result.stderr))
@@ -228,7 +228,7 @@ def run_module(host, module, args=None, check=False, diff=False, timeout=600):
     argv += ["-a", json.dumps(args)] if args else []
     argv += ["--check"] if check else []
     argv += ["--diff"] if diff else []
-    proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), timeout=timeout, check=False)
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ansible_env(), timeout=timeout, check=False)
     try:
         report = json.loads(proc.stdout)
     except ValueError:
@@ -255,10 +255,10 @@ def lab_leftovers():
     """Everything of the lab still on the machine, looked up without the lab's own code."""
     found = []
     found += ["netns " + line.split()[0] for line in subprocess.run(
-        ["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.splitlines()
+        ["ip", "netns", "list"], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True).stdout.splitlines()
         if line.startswith("vo-")]
     found += ["link " + name for name in re.findall(r"^\d+: (vo-[^:@]+)", subprocess.run(
-        ["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout, re.M)]
+        ["ip", "-o", "link", "show"], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True).stdout, re.M)]
     with open("/proc/self/mountinfo") as handle:
         found += ["mount " + line.split()[4] for line in handle if line.split()[4].startswith(STATE_DIR)]
     for pid in filter(str.isdigit, os.listdir("/proc")):

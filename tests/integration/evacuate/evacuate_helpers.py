@@ -41,7 +41,7 @@ def playbook_argv(name, extra, check=False):
 def run_playbook(name, extra, check=False, timeout=1800):
     """Run a playbook with the JSON callback; return (rc, report dict, wall seconds)."""
     started = time.monotonic()
-    proc = subprocess.run(playbook_argv(name, extra, check), capture_output=True, text=True, env=ansible_env(),
+    proc = subprocess.run(playbook_argv(name, extra, check), stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ansible_env(),
                           timeout=timeout, check=False)
     wall = time.monotonic() - started
     try:
@@ -54,7 +54,7 @@ def run_playbook(name, extra, check=False, timeout=1800):
 
 def start_playbook(name, extra):
     """Start a playbook in a process group of its own (so that a test can kill it)."""
-    return subprocess.Popen(playbook_argv(name, extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(playbook_argv(name, extra), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=ansible_env(), start_new_session=True)
 
 
@@ -270,7 +270,7 @@ class Watcher(threading.Thread):
                 "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "-o", "ControlMaster=auto",
                 "-o", "ControlPath=" + self.control, "-o", "ControlPersist=60", "root@" + ADDRESSES[host],
                 VIRSH_LISTING]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode != 0:
             out[host] = None
             self.errors.append("%s: %s" % (host, proc.stderr.strip()))
@@ -323,4 +323,4 @@ class Watcher(threading.Thread):
         self.join(timeout=120)
         for host in HYPERVISORS:
             subprocess.run(["ssh", "-o", "ControlPath=" + self.control, "-O", "exit", "root@" + ADDRESSES[host]],
-                           capture_output=True, check=False)
+                           stdin=subprocess.DEVNULL, capture_output=True, check=False)

@@ -66,13 +66,13 @@ def test_hosts_run_systemd_and_libvirt_under_it():
 
 def test_ansible_reaches_every_host_and_a_module_there_sees_that_hosts_libvirt():
     ping = subprocess.run([ANSIBLE, "-i", INVENTORY, "all", "-m", "ansible.builtin.ping", "-o"],
-                          capture_output=True, text=True, check=False)
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     assert ping.returncode == 0, ping.stdout + ping.stderr
     assert ping.stdout.count("SUCCESS") == len(HOSTS)
     probe = ("python3 -c \"import libvirt, socket; c = libvirt.open('qemu:///system'); "
              "print(socket.gethostname(), c.getHostname(), len(c.listAllDomains()) >= 0)\"")
     result = subprocess.run([ANSIBLE, "-i", INVENTORY, "hypervisors", "-m", "ansible.builtin.shell", "-a", probe, "-o"],
-                            capture_output=True, text=True, check=False)
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     for host in HYPERVISORS:
         assert re.search(r"^%s \| CHANGED \| rc=0 \| \(stdout\) %s %s\.lab\.test True$" % (host, host, host),

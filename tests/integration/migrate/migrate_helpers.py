@@ -67,7 +67,7 @@ def _result(source, returncode, stdout, stderr):
 def migrate(source, check=False, diff=False, run_timeout=600, **args):
     """Run the module on ``source``; return (its result dict, wall seconds)."""
     started = time.monotonic()
-    proc = subprocess.run(_argv(source, check, diff, args), capture_output=True, text=True, env=ansible_env(),
+    proc = subprocess.run(_argv(source, check, diff, args), stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ansible_env(),
                           timeout=run_timeout, check=False)
     elapsed = time.monotonic() - started
     return _result(source, proc.returncode, proc.stdout, proc.stderr), elapsed
@@ -78,7 +78,7 @@ class Background(object):
 
     def __init__(self, source, **args):
         self.source = source
-        self.proc = subprocess.Popen(_argv(source, False, False, args), stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(_argv(source, False, False, args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=ansible_env())
 
     def result(self, timeout=600):

@@ -64,7 +64,7 @@ def vm():
 def playbook(name, *extra, timeout=1800):
     argv = [PLAYBOOK, "-i", INVENTORY, os.path.join(REPO, "playbooks", name)] + list(extra)
     env = dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default")
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=timeout, check=False)
 
 
 # --- identities made on the control node ---------------------------------------------
@@ -200,7 +200,7 @@ def test_a_revoked_certificate_is_refused(vm, tmp_path):
         handle.write("- hosts: hypervisors\n  gather_facts: true\n  gather_subset: [min]\n  tasks:\n"
                      "    - {ansible.builtin.import_role: {name: virtops.migration.tls, tasks_from: ca}}\n"
                      "    - {ansible.builtin.import_role: {name: virtops.migration.tls, tasks_from: trust}}\n")
-    proc = subprocess.run([PLAYBOOK, "-i", INVENTORY, play, "-e", extra], capture_output=True, text=True,
+    proc = subprocess.run([PLAYBOOK, "-i", INVENTORY, play, "-e", extra], stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           env=dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default"), timeout=900,
                           check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -259,7 +259,7 @@ def test_a_rotation_in_the_middle_of_an_evacuation_refuses_no_migration(tmp_path
     before = dict((host, serials(host)) for host in HYPERVISORS)
     since = time.time() - 1
     try:
-        evacuation = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        evacuation = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       env=dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default"))
         deadline = time.monotonic() + 600
         while True:
