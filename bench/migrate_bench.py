@@ -31,7 +31,6 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration", "migrate"))
 
 from conftest import EchoProbe, guest_address, heartbeats, lab_status, ssh, wait_for  # noqa: E402
 from migrate_helpers import guest, link_collection, migrate, remove_guest, tls_ready, unique  # noqa: E402

@@ -1,5 +1,5 @@
-"""Helpers for the evacuation's lab tests: the playbooks run as a user runs them, and a
-watcher that polls virsh on every host while they run.
+"""Helpers for the evacuation's lab tests: the playbooks run as a user runs them (the watcher
+that polls virsh on every host while they run is tests/integration/watch.py's).
 
 Outcomes are checked with virsh on each host over SSH, never with the collection's code.
 """
@@ -8,20 +8,17 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 
 from conftest import (
-    ADDRESSES,
     HYPERVISORS,
     INVENTORY,
-    KNOWN_HOSTS,
     REPO,
-    SSH_KEY,
     ansible_env,
     labctl,
     ssh,
 )
+from watch import placement_of
 
 ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
 JOURNAL_DIR = "/var/lib/virtops-migration/evacuations"
@@ -126,49 +123,9 @@ def maintenance(host):
     return ssh(host, "cat %s 2>/dev/null || true" % MAINTENANCE, check=False).stdout.strip() or None
 
 
-# One virsh run per host and poll: every domain's state comes from one listing (a guest cannot
-# fall between a list of the running and a later list of the paused ones), and the persistent
-# ones are listed right after, over the same connection.
-VIRSH_LISTING = "virsh -q 'list --all; echo ---; list --all --persistent --name'"
-
-
-def parse_listing(out):
-    """(running, paused, persistent) names from VIRSH_LISTING's output."""
-    states, _sep, persistent = out.partition("---")
-    running, paused = set(), set()
-    for line in states.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == "running":
-            running.add(fields[1])
-        elif len(fields) >= 3 and fields[2] == "paused":
-            paused.add(fields[1])
-    return running, paused, set(persistent.split())
-
-
-def listing(host):
-    """(running, paused, persistent) names of our guests, from the host's own virsh."""
-    out = ssh(host, VIRSH_LISTING, timeout=60).stdout
-    return tuple(set(n for n in part if n.startswith(PREFIX)) for part in parse_listing(out))
-
-
 def placement():
     """{guest: (running hosts, persistent hosts)} over every hypervisor, listed at the same instant."""
-    listings = {}
-    threads = [threading.Thread(target=lambda h=host: listings.__setitem__(h, listing(h))) for host in HYPERVISORS]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    out = {}
-    for host in HYPERVISORS:
-        running, _paused, persistent = listings[host]
-        for name in running | persistent:
-            entry = out.setdefault(name, ([], []))
-            if name in running:
-                entry[0].append(host)
-            if name in persistent:
-                entry[1].append(host)
-    return out
+    return placement_of(lambda name: name.startswith(PREFIX))
 
 
 # Names of our running guests on a host that have a job (a migration) under way, as virsh sees it.
@@ -238,89 +195,3 @@ def guest_diagnostics(host, name):
                      "virsh qemu-monitor-command --hmp {0} 'info status' 2>&1; "
                      "ls -l /var/log/libvirt/qemu/{0}.serial.log; tail -c 300 /var/log/libvirt/qemu/{0}.serial.log"
                .format(name), check=False, timeout=60).stdout
-
-
-class Watcher(threading.Thread):
-    """Polls virsh on every hypervisor about every ``interval`` seconds while an evacuation runs.
-
-    At each poll the three hosts are listed at the same instant (one SSH session each, over a
-    shared connection, in parallel), and for each guest:
-    - it runs (state running) on at most one host, and on exactly one unless it is paused on a
-      host (the switch-over of a live migration, when the source has stopped its vCPUs and the
-      destination has not started them yet) or it is allowed to be down (``may_stop``: guests
-      moved cold or shut down in place by their policy);
-    - it is persistent on at most one host.
-    Every violation is kept with its poll for the report.
-    """
-
-    def __init__(self, guests, may_stop=(), interval=0.5):
-        super().__init__(name="virsh-watcher", daemon=True)
-        self.guests = set(guests)
-        self.may_stop = set(may_stop)
-        self.interval = interval
-        self.stop_event = threading.Event()
-        self.polls = 0
-        self.violations = []
-        self.switchovers = 0
-        self.errors = []
-        self.control = "/tmp/ev-watch-%d-%%h" % os.getpid()
-
-    def _list(self, host, out):
-        argv = ["ssh", "-i", SSH_KEY, "-o", "UserKnownHostsFile=" + KNOWN_HOSTS, "-o", "StrictHostKeyChecking=yes",
-                "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "-o", "ControlMaster=auto",
-                "-o", "ControlPath=" + self.control, "-o", "ControlPersist=60", "root@" + ADDRESSES[host],
-                VIRSH_LISTING]
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
-        if proc.returncode != 0:
-            out[host] = None
-            self.errors.append("%s: %s" % (host, proc.stderr.strip()))
-            return
-        if "---" not in proc.stdout:
-            # Cut short (libvirtd restarting): no evidence either way.
-            out[host] = None
-            self.errors.append("%s: incomplete listing %r" % (host, proc.stdout[-200:]))
-            return
-        out[host] = parse_listing(proc.stdout)
-
-    def poll(self):
-        out = {}
-        threads = [threading.Thread(target=self._list, args=(host, out)) for host in HYPERVISORS]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if any(out.get(h) is None for h in HYPERVISORS):
-            return
-        self.polls += 1
-        for name in self.guests:
-            running = [h for h in HYPERVISORS if name in out[h][0]]
-            paused = [h for h in HYPERVISORS if name in out[h][1]]
-            persistent = [h for h in HYPERVISORS if name in out[h][2]]
-            problem = None
-            if len(running) > 1:
-                problem = "runs on %s" % running
-            elif not running and not paused and name not in self.may_stop:
-                problem = "runs nowhere"
-            elif len(persistent) > 1:
-                problem = "persistent on %s" % persistent
-            if not running and paused:
-                self.switchovers += 1
-            if problem:
-                self.violations.append(dict(at=time.time(), guest=name, problem=problem, running=running,
-                                            paused=paused, persistent=persistent))
-
-    def run(self):
-        while not self.stop_event.is_set():
-            started = time.monotonic()
-            try:
-                self.poll()
-            except subprocess.TimeoutExpired as err:
-                self.errors.append(str(err))
-            self.stop_event.wait(max(0.0, self.interval - (time.monotonic() - started)))
-
-    def stop(self):
-        self.stop_event.set()
-        self.join(timeout=120)
-        for host in HYPERVISORS:
-            subprocess.run(["ssh", "-o", "ControlPath=" + self.control, "-O", "exit", "root@" + ADDRESSES[host]],
-                           stdin=subprocess.DEVNULL, capture_output=True, check=False)

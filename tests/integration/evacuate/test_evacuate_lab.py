@@ -28,7 +28,6 @@ from conftest import (HYPERVISORS, assert_connections_survived, assert_intact_af
 from evacuate_helpers import (
     IPERF3_PORT,
     MAINTENANCE_REASON,
-    Watcher,
     clean_host_state,
     ensure_images_pools,
     failure_messages,
@@ -44,6 +43,7 @@ from evacuate_helpers import (
     task_results,
     wait_for_migrations_to_end,
 )
+from watch import Watcher
 
 FLEET = {
     "ev-idle-shared": dict(memory=128, disk="shared"),

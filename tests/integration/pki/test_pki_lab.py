@@ -17,15 +17,13 @@ import datetime
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
 from conftest import HYPERVISORS, INVENTORY, REPO, ansible_env, run_module, ssh
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrate"))
-from migrate_helpers import guest, migrate, placement, remove_guest, tls_ready, unique  # noqa: E402
+from migrate_helpers import guest, migrate, placement, remove_guest, tls_ready, unique
 
 cryptography = pytest.importorskip("cryptography")
 from cryptography import x509  # noqa: E402

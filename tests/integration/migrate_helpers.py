@@ -1,4 +1,4 @@
-"""Helpers for the migrate module's lab tests.
+"""Helpers for the lab tests that run the migrate module (its own suite and the fault suite).
 
 The module runs the way a user runs it: `ansible HOST -m virtops.migration.migrate` against
 the lab inventory, with the checkout linked in as virtops.migration. Outcomes are checked
