@@ -28,11 +28,11 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors 
     ParameterError,
     call,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import (
+from ansible_collections.virtops.migration.plugins.module_utils._facts.certificates import (
     DEFAULT_CERTIFICATES,
-    domain_facts,
     read_certificates,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import domain_facts
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import libvirt
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
 from ansible_collections.virtops.migration.plugins.module_utils._facts.measure import (
