@@ -352,6 +352,8 @@ DAY_S = 86400
 # for each of its elements. Every value must also be a finite number (no inf, no nan). A value
 # out of these bounds is a mistake: the schedule would never end, a timer would overflow, a
 # migration would be capped at nothing. check_bounds() refuses it before anything is opened.
+# A module may keep the bounds of options only it has beside its entry point instead, in a
+# table of the same form it passes to check_bounds() (upgrade_plan's UPGRADE_PLAN_BOUNDS).
 BOUNDS = dict(
     connect_timeout=(1, 3600),
     max_downtime=(1, 600000),
@@ -381,9 +383,13 @@ BOUNDS = dict(
 )
 
 
-def check_bounds(params):
-    """Refuse any numeric option of ``params`` that is not a finite number within its BOUNDS."""
-    for name, (low, high) in BOUNDS.items():
+def check_bounds(params, bounds=None):
+    """Refuse any numeric option of ``params`` that is not a finite number within its BOUNDS.
+
+    ``bounds``: another table of the same form instead, for a module that keeps the bounds of
+    options only it has beside its entry point; the refusal reads the same.
+    """
+    for name, (low, high) in (BOUNDS if bounds is None else bounds).items():
         value = params.get(name)
         if value is None:
             continue

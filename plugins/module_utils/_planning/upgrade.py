@@ -30,7 +30,6 @@ invalidation, so a fleet costs about (hosts + domains) x log(hosts), not hosts s
 from __future__ import annotations
 
 import heapq
-import math
 import re
 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
@@ -42,8 +41,13 @@ from ansible_collections.virtops.migration.plugins.module_utils._options import 
     FACTS,
     PLANNING,
     argument_spec,
+    check_bounds,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import DEFAULT_BANDWIDTH_MIB_S, LIVE_STATES
+from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import (
+    DEFAULT_BANDWIDTH_MIB_S,
+    LIVE_STATES,
+    _number,
+)
 
 DEFAULT_UPGRADE_SECONDS = 300.0
 MAX_HOSTS_PER_WAVE = 10000
@@ -59,6 +63,12 @@ UPGRADE_PLAN_ARGUMENT_SPEC = argument_spec(
     bandwidth_mib_s=dict(type="float", default=DEFAULT_BANDWIDTH_MIB_S),
     upgrade_seconds=dict(type="float", default=DEFAULT_UPGRADE_SECONDS),
 )
+# The bounds of the options only this module has, checked as _options.BOUNDS checks the shared ones.
+UPGRADE_PLAN_BOUNDS = dict(
+    max_hosts_per_wave=(1, MAX_HOSTS_PER_WAVE),
+    bandwidth_mib_s=(0.001, 10 ** 7),
+    upgrade_seconds=(0, 10 ** 6),
+)
 
 
 def parse_version(where, text):
@@ -66,15 +76,6 @@ def parse_version(where, text):
     if not match:
         raise ParameterError("%s must be a version such as 10.0.0, not %r" % (where, text))
     return tuple(int(part or 0) for part in match.groups())
-
-
-def _finite(where, value, low, high=None, allow_low=True):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ParameterError("%s must be a number, not %r" % (where, value))
-    if value < low or (value == low and not allow_low) or (high is not None and value > high):
-        raise ParameterError("%s must be %s %s%s, not %r" % (
-            where, ">=" if allow_low else ">", low, "" if high is None else " and <= %s" % high, value))
-    return float(value)
 
 
 class _Vm(object):
@@ -202,8 +203,8 @@ class _Schedule(object):
         if not isinstance(raw, dict):
             raise ParameterError("%s must be the host_info facts of that host" % where)
         params = self.params
-        committable = _finite(where + ".memory_committable_mib", raw.get("memory_committable_mib"), 0)
-        vcpus = _finite(where + ".vcpus_total", raw.get("vcpus_total"), 0)
+        committable = _number(where, "memory_committable_mib", raw.get("memory_committable_mib"))
+        vcpus = _number(where, "vcpus_total", raw.get("vcpus_total"))
         version = parse_version(where + ".qemu_version", raw.get("qemu_version"))
         machines = dict((arch, frozenset(entry.get("machines") or []))
                         for arch, entry in (raw.get("guests") or {}).items() if isinstance(entry, dict))
@@ -236,8 +237,8 @@ class _Schedule(object):
         if policy not in (None, False) + POLICIES:
             raise ParameterError("%s: labels.do_not_migrate must be null, true or one of %s, not %r"
                                  % (where, ", ".join(POLICIES), policy))
-        return _Vm(raw["name"], host, _finite(where + ".memory_mib", raw.get("memory_mib"), 0),
-                   _finite(where + ".vcpus", raw.get("vcpus"), 0), labels.get("anti_affinity"), policy or None,
+        return _Vm(raw["name"], host, _number(where, "memory_mib", raw.get("memory_mib")),
+                   _number(where, "vcpus", raw.get("vcpus")), labels.get("anti_affinity"), policy or None,
                    raw.get("machine"), raw.get("arch"))
 
     # --- emptying one host --------------------------------------------------------------
@@ -337,18 +338,8 @@ class _Schedule(object):
 
 
 def _check(params):
-    limit = params["max_hosts_per_wave"]
-    if not isinstance(limit, int) or not 1 <= limit <= MAX_HOSTS_PER_WAVE:
-        raise ParameterError("max_hosts_per_wave must be an integer from 1 to %d, not %r" % (MAX_HOSTS_PER_WAVE, limit))
-    for key in ("max_parallel_per_source", "max_parallel_per_destination"):
-        if not isinstance(params[key], int) or isinstance(params[key], bool) or not 1 <= params[key] <= 1000:
-            raise ParameterError("%s must be an integer from 1 to 1000, not %r" % (key, params[key]))
-    _finite("memory_overcommit", params["memory_overcommit"], 0, 100, allow_low=False)
-    _finite("vcpu_overcommit", params["vcpu_overcommit"], 0, 1000, allow_low=False)
-    _finite("reserved_memory_mib", params["reserved_memory_mib"], 0)
-    _finite("bandwidth_mib_s", params["bandwidth_mib_s"], 0, 10 ** 7, allow_low=False)
-    for key in ("setup_seconds", "shutdown_seconds", "upgrade_seconds"):
-        _finite(key, params[key], 0, 10 ** 6)
+    check_bounds(params)
+    check_bounds(params, UPGRADE_PLAN_BOUNDS)
     exclude = params["exclude"] or []
     if not all(isinstance(name, str) for name in exclude):
         raise ParameterError("exclude must be a list of host names")

@@ -127,13 +127,13 @@ def test_the_predicted_time_adds_the_waves():
 
 @pytest.mark.parametrize("changes, message", [
     (dict(target_qemu_version="ten"), "target_qemu_version must be a version"),
-    (dict(max_hosts_per_wave=0), "max_hosts_per_wave must be an integer from 1"),
-    (dict(max_hosts_per_wave=10 ** 6), "max_hosts_per_wave must be an integer from 1"),
+    (dict(max_hosts_per_wave=0), "max_hosts_per_wave must be a finite number, at least 1 and at most 10000"),
+    (dict(max_hosts_per_wave=10 ** 6), "max_hosts_per_wave must be a finite number, at least 1 and at most 10000"),
     (dict(memory_overcommit=float("inf")), "memory_overcommit must be"),
-    (dict(memory_overcommit=float("nan")), "memory_overcommit must be a number"),
-    (dict(bandwidth_mib_s=0.0), "bandwidth_mib_s must be >"),
-    (dict(upgrade_seconds=-1.0), "upgrade_seconds must be >="),
-    (dict(max_parallel_per_source=0), "max_parallel_per_source must be an integer"),
+    (dict(memory_overcommit=float("nan")), "memory_overcommit must be a finite number"),
+    (dict(bandwidth_mib_s=0.0), "bandwidth_mib_s must be a finite number, at least 0.001"),
+    (dict(upgrade_seconds=-1.0), "upgrade_seconds must be a finite number, at least 0"),
+    (dict(max_parallel_per_source=0), "max_parallel_per_source must be a finite number, at least 1"),
     (dict(exclude=[3]), "exclude must be a list of host names"),
 ])
 def test_bad_options_are_refused(changes, message):
@@ -145,8 +145,8 @@ def test_bad_options_are_refused(changes, message):
 @pytest.mark.parametrize("hosts, message", [
     (dict(hv1="facts"), "hosts.hv1 must be the host_info facts"),
     (dict(hv1=dict(host(), qemu_version=None)), "hosts.hv1.qemu_version must be a version"),
-    (dict(hv1=dict(host(), memory_committable_mib=-1)), "hosts.hv1.memory_committable_mib must be >= 0"),
-    (dict(hv1=host([dict(vm("a"), memory_mib=float("nan"))])), "hosts.hv1.domains[0].memory_mib must be a number"),
+    (dict(hv1=dict(host(), memory_committable_mib=-1)), "hosts.hv1: memory_committable_mib must be a number >= 0"),
+    (dict(hv1=host([dict(vm("a"), memory_mib=float("nan"))])), "hosts.hv1.domains[0]: memory_mib must be a number >= 0"),
     (dict(hv1=host([dict(vm("a"), labels=dict(do_not_migrate="delete"))])), "labels.do_not_migrate must be"),
     (dict(hv1=dict(host(), domains="a")), "hosts.hv1.domains must be a list"),
 ])
