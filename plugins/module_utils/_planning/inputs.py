@@ -247,15 +247,21 @@ def _source_domain(host, index, raw, default_policy):
     return dom
 
 
-def _host_capacity(name, raw, opts):
+def host_capacity(committable_mib, vcpus_total, memory_overcommit, vcpu_overcommit, reserved_memory_mib):
+    """What a host may give its guests, (memory MiB, vCPUs): the planners' one capacity rule
+    (evacuation_plan, upgrade_plan), from its facts and the capacity options."""
+    return committable_mib * memory_overcommit - reserved_memory_mib, vcpus_total * vcpu_overcommit
+
+
+def _bad_host_capacity(name, raw):
+    """Raise ParameterError naming what is wrong with a host's memory and CPU facts, if anything."""
     where = "hosts.%s" % name
     total = _number(where, "memory_total_mib", raw.get("memory_total_mib"))
     committable = _number(where, "memory_committable_mib", raw.get("memory_committable_mib"))
     if committable > total:
         raise ParameterError("%s: memory_committable_mib (%s) exceeds memory_total_mib (%s)"
                              % (where, committable, total))
-    vcpus = _number(where, "vcpus_total", raw.get("vcpus_total"))
-    return (committable * opts.memory_overcommit - opts.reserved_memory_mib, vcpus * opts.vcpu_overcommit)
+    _number(where, "vcpus_total", raw.get("vcpus_total"))
 
 
 def _domains(name, raw):
@@ -380,7 +386,7 @@ def _index_destinations(source, hosts, opts, groups):
             where = "hosts.%s" % name
             _mapping(where, raw)
             _bool(where, "maintenance", raw.get("maintenance", False))
-            _host_capacity(name, raw, opts)
+            _bad_host_capacity(name, raw)
             _domains(name, raw)
             raise ParameterError("%s is malformed" % where) from None
         if in_maintenance:
@@ -397,8 +403,8 @@ def _index_destinations(source, hosts, opts, groups):
                 for index, dom in enumerate(domains):
                     _bad_destination_domain(name, index, dom)
                 raise ParameterError("hosts.%s.domains is malformed" % name) from None
-        destinations[name] = Destination(name, committable * mem_ratio - reserved, cpus * cpu_ratio,
-                                         mem_used, cpu_used)
+        mem_cap, cpu_cap = host_capacity(committable, cpus, mem_ratio, cpu_ratio, reserved)
+        destinations[name] = Destination(name, mem_cap, cpu_cap, mem_used, cpu_used)
     return destinations, maintenance, excluded, group_hosts
 
 

@@ -47,6 +47,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs
     DEFAULT_BANDWIDTH_MIB_S,
     LIVE_STATES,
     _number,
+    host_capacity,
 )
 
 DEFAULT_UPGRADE_SECONDS = 300.0
@@ -208,8 +209,9 @@ class _Schedule(object):
         version = parse_version(where + ".qemu_version", raw.get("qemu_version"))
         machines = dict((arch, frozenset(entry.get("machines") or []))
                         for arch, entry in (raw.get("guests") or {}).items() if isinstance(entry, dict))
-        host = _Host(name, committable * params["memory_overcommit"] - params["reserved_memory_mib"],
-                     vcpus * params["vcpu_overcommit"], self.target is not None and version >= self.target, machines,
+        mem_cap, cpu_cap = host_capacity(committable, vcpus, params["memory_overcommit"], params["vcpu_overcommit"],
+                                         params["reserved_memory_mib"])
+        host = _Host(name, mem_cap, cpu_cap, self.target is not None and version >= self.target, machines,
                      eligible and not raw.get("maintenance"))
         host.todo = eligible and not host.upgraded
         domains = raw.get("domains") or []
