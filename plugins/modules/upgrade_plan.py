@@ -126,23 +126,6 @@ machine_types:
   returned: success
   type: list
   elements: dict
-hosts_in_order:
-  description: The hosts to upgrade, wave after wave (a play's C(hosts)).
-  returned: success
-  type: list
-  elements: str
-wave_sizes:
-  description: The number of hosts of each wave, in order (a play's C(serial)).
-  returned: success
-  type: list
-  elements: int
-avoid:
-  description:
-    - Per host to upgrade, the hosts its evacuation should leave out - those not upgraded by its wave that the schedule
-      sends none of its domains to (an evacuation plan's O(virtops.migration.evacuation_plan#module:exclude)).
-  returned: success
-  type: dict
-  sample: {hv1: [hv4], hv2: []}
 lines:
   description: The schedule for a person - a summary, one line per wave, per blocked host, per machine type.
   returned: success

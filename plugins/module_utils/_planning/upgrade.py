@@ -416,22 +416,7 @@ def plan_upgrade(hosts, params):
                                                                          entry["newest"]))
     return dict(changed=False, can_upgrade=can_upgrade, proceed=can_upgrade or params["continue_on_blocked"],
                 waves=waves, blocked=blocked, already_upgraded=already, excluded=excluded, totals=totals,
-                machine_types=advice, lines=lines, hosts_in_order=[name for wave in waves for name in wave["hosts"]],
-                wave_sizes=[len(wave["hosts"]) for wave in waves], avoid=avoid(waves, already, hosts))
-
-
-def avoid(waves, already, hosts):
-    """Per host to upgrade: the hosts its evacuation should not use - those not upgraded by its wave
-    that the schedule sends none of its domains to - so that a plan made when its turn comes
-    prefers the upgraded hosts as the schedule does."""
-    upgraded = set(already)
-    out = {}
-    for wave in waves:
-        for name in wave["hosts"]:
-            wanted = set(move["destination"] for move in wave["moves"] if move["source"] == name)
-            out[name] = sorted(set(hosts) - upgraded - wanted - {name})
-        upgraded.update(wave["hosts"])
-    return out
+                machine_types=advice, lines=lines)
 
 
 def run_upgrade_plan(module):

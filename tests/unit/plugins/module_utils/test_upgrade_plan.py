@@ -154,15 +154,3 @@ def test_bad_facts_are_refused(hosts, message):
     with pytest.raises(ParameterError) as err:
         plan(hosts)
     assert message in err.value.msg
-
-
-def test_the_order_the_wave_sizes_and_the_hosts_each_evacuation_leaves_out():
-    hosts = dict(hv1=host([vm("a")]), hv2=host([vm("b")]), hv3=host(), hv4=host(qemu="10.0.0"))
-    out = plan(hosts, target_qemu_version="10.0.0")
-    assert out["hosts_in_order"] == [h for wave in out["waves"] for h in wave["hosts"]]
-    assert out["wave_sizes"] == [1, 1, 1] and out["hosts_in_order"][0] == "hv3"
-    # hv3 goes first (nothing to move): every other host not upgraded is left out of its (empty) plan.
-    assert out["avoid"]["hv3"] == ["hv1", "hv2"]
-    # Later hosts send their domains to upgraded hosts only, so no host not yet upgraded is used.
-    last = out["hosts_in_order"][-1]
-    assert out["avoid"][last] == []
