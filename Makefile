@@ -21,7 +21,7 @@ DEB_PACKAGES := debootstrap systemd-container iproute2 openssh-client busybox-st
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.tmp/collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup packages venv collection lab-up lab-down lab-status demo test test-generations unit sanity lint tarball fresh integration docs bench
+.PHONY: help setup packages venv collection lab-up lab-down lab-status demo test test-generations test-faults unit sanity lint tarball fresh integration docs bench
 
 help:
 	@echo "make demo        set up, bring the lab up, prepare it, start guests and evacuate hv1"
@@ -76,6 +76,10 @@ test: setup
 # The mixed-generation suite on a lab with hv3 on Debian 13 (7-8 minutes; not in make test).
 test-generations: setup
 	tests/run-all generations
+
+# Every case of the fault suite (make test runs its representative half).
+test-faults: setup
+	tests/run-all faults
 
 unit: setup
 	tests/run-all unit

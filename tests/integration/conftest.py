@@ -204,6 +204,21 @@ def where(name, hosts=HYPERVISORS):
     return running, persistent
 
 
+# Tables a suite prints at its end, in CI's log whether its tests passed or failed:
+# (title, column names, rows), the rows filled in by the tests.
+SUMMARY_TABLES = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for title, columns, rows in SUMMARY_TABLES:
+        if not rows:
+            continue
+        widths = [max(len(str(cell)) for cell in column) for column in zip(columns, *rows)]
+        terminalreporter.section(title)
+        for row in [columns] + list(rows):
+            terminalreporter.write_line(" | ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+
+
 def ansible_env():
     """The environment in which Ansible finds the checkout as virtops.migration and prints JSON."""
     link = os.path.join(REPO, ".tmp", "collections", "ansible_collections", "virtops", "migration")
