@@ -17,6 +17,7 @@ seconds with a clear message instead of hanging in the kernel's SYN retries.
 from __future__ import annotations
 
 import socket
+import time
 import xml.etree.ElementTree as ET
 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
@@ -107,11 +108,35 @@ def local_address_of(host):
 class Hypervisor(object):
     """An open libvirt connection and what the modules ask of it."""
 
-    def __init__(self, uri, conn):
+    def __init__(self, uri, conn, connect_timeout=None):
         self.uri = uri
         self.conn = conn
+        self.connect_timeout = connect_timeout
         self._hostname = None
         self._host_uuid = None
+
+    def alive(self):
+        """Whether the connection still works (False once its libvirt daemon went away)."""
+        try:
+            return self.conn.isAlive() == 1
+        except libvirt.libvirtError:
+            return False
+
+    def reopen(self, wait_s):
+        """Open the connection again after it broke (its daemon restarted, say), trying for up to
+        ``wait_s`` seconds; raise HypervisorUnreachable when the daemon stays away."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fresh = open_hypervisor(self.uri, self.connect_timeout)
+            except HypervisorUnreachable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1)
+                continue
+            self.close()
+            self.conn = fresh.conn
+            return
 
     @property
     def name(self):
@@ -198,4 +223,4 @@ def open_hypervisor(uri, connect_timeout):
         conn = call("opening %s" % uri, libvirt.open, str(uri))
     except LibvirtError as err:
         raise HypervisorUnreachable("cannot connect to libvirt at %s: %s" % (uri, err.libvirt_message)) from None
-    return Hypervisor(uri, conn)
+    return Hypervisor(uri, conn, connect_timeout)

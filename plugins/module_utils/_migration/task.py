@@ -63,6 +63,11 @@ def run_migrate(module):
         src.close()
 
 
+# How long a failure waits for a broken libvirt connection to come back (systemd restarts a
+# killed libvirtd within seconds) before it gives up saying where the domain is.
+RECONNECT_WAIT_S = 30
+
+
 def _state_dict(state, hypervisor):
     out = dict(host=hypervisor.name, present=state is not None)
     if state is not None:
@@ -97,6 +102,20 @@ class MigrateTask(object):
         return state_of(self.src_dom, self.src.name), state_of(self.dst_dom, self.dst.name)
 
     def refresh(self):
+        """Both hosts' states of the domain, read now. A connection that broke under the task (its
+        libvirt daemon killed or restarted mid-migration) is opened again first, for up to
+        RECONNECT_WAIT_S seconds, so that a failure still says where the domain is."""
+        try:
+            return self._read_both()
+        except LibvirtError:
+            broken = [hyp for hyp in (self.src, self.dst) if not hyp.alive()]
+            if not broken:
+                raise
+        for hyp in broken:
+            hyp.reopen(RECONNECT_WAIT_S)
+        return self._read_both()
+
+    def _read_both(self):
         uuid = None
         for dom in (self.src_dom, self.dst_dom):
             if dom is not None:

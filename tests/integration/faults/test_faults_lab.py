@@ -178,6 +178,7 @@ def reported_place(result):
 @pytest.mark.parametrize("fault", SELECTED, ids=[repr(f) for f in SELECTED])
 def test_a_fault_loses_nothing_duplicates_nothing_and_is_reported_as_it_is(fault, one_guest):
     name = one_guest()
+    booted_before = boots(SOURCE, name)   # its first boot, on the source
     watcher = Watcher([name], may_stop={name} if fault.kills_guest else ())
     probes = open_connections([name])
     watcher.start()
@@ -214,7 +215,7 @@ def test_a_fault_loses_nothing_duplicates_nothing_and_is_reported_as_it_is(fault
         duplicated.append("at the end: runs on %s, persistent on %s" % (running_on, persistent_on))
     found = corruptions(now, name) if now else []
     panicked = bool(now and tcg_guest_panic(now, name))
-    rebooted = bool(now and boots(now, name))
+    rebooted = bool(now) and boots(now, name) > (booted_before if now == SOURCE else 0)
     held = summary["error"] is None and summary["answered"] == summary["sent"]
 
     moved = not result.get("failed")

@@ -354,6 +354,9 @@ class FakeConn(object):
         self.domains[uuid].persistent = True
         return self.domains[uuid]
 
+    def isAlive(self):
+        return 0 if self.closed else 1
+
     def close(self):
         self.closed = True
         return 0

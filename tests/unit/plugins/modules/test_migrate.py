@@ -447,3 +447,64 @@ def test_missing_libvirt(run, monkeypatch):
     monkeypatch.setattr(_module, "HAS_LIBVIRT", False)
     out = run(World())
     assert out["rc"] == 1 and "libvirt" in out["msg"] and "python3-libvirt" in out["msg"]
+
+
+class _DroppedConnection(object):
+    """A libvirt connection whose daemon went away (killed, then restarted by systemd) while the
+    migration ran: every call on it fails from then on, as libvirt's do."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.dropped = False
+
+    def isAlive(self):
+        return 0 if self.dropped else 1
+
+    def close(self):
+        return 0
+
+    def __getattr__(self, attr):
+        if not self.dropped:
+            return getattr(self.conn, attr)
+
+        def broken(*_args, **_kwargs):
+            raise error(libvirt.VIR_ERR_SYSTEM_ERROR, "Cannot recv data: Input/output error")
+        return broken
+
+
+def test_a_daemon_restarted_mid_migration_is_reconnected_to_say_where_the_domain_is(run, monkeypatch):
+    # Found by the fault suite on the lab: the failure said "looking up domain ... on hv2: Cannot recv
+    # data" and nothing about where the domain was.
+    from ansible_collections.virtops.migration.plugins.module_utils._libvirt import connection as _connection
+    from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import Hypervisor
+
+    world = World(Scenario(fail="Cannot write to TLS channel: Input/output error"))
+    dom = world.hv1.add("mig-a", UUID)
+    first = _DroppedConnection(world.hv2)
+    opens = []
+    plain_open = world.open
+
+    def open_(uri, timeout):
+        if "hv2" in str(uri):
+            opens.append(str(uri))
+            if len(opens) == 1:
+                return Hypervisor(uri, first)
+        return plain_open(uri, timeout)
+
+    migrate_to = dom.migrateToURI3
+
+    def migrate_and_lose_the_destination(*args):
+        try:
+            return migrate_to(*args)
+        finally:
+            first.dropped = True
+
+    monkeypatch.setattr(dom, "migrateToURI3", migrate_and_lose_the_destination)
+    monkeypatch.setattr(world, "open", open_)                  # the task's own opens
+    monkeypatch.setattr(_connection, "open_hypervisor", open_)  # Hypervisor.reopen's
+    out = run(world)
+    assert out["rc"] == 1
+    assert "Where the domain is now: hv1: running, persistent; hv2: absent" in out["msg"], out["msg"]
+    assert out["where"]["source"]["state"] == "running" and not out["where"]["destination"]["present"]
+    assert len(opens) == 2 and first.dropped, opens   # opened, dropped, opened again
+    assert where(world) == {"hv1": (RUNNING, True)}
