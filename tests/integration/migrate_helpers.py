@@ -11,6 +11,8 @@ import subprocess
 import time
 import uuid
 
+import pytest
+
 from conftest import INVENTORY, REPO, labctl, ssh, where
 
 ANSIBLE = os.path.join(REPO, ".venv", "bin", "ansible")
@@ -125,6 +127,18 @@ def tx_bytes(host, interface="mig0"):
     """Bytes the host has sent on ``interface`` (its own network namespace's counters)."""
     out = ssh(host, "ip -s -j link show dev %s" % interface).stdout
     return json.loads(out)[0]["stats64"]["tx"]["bytes"]
+
+
+@pytest.fixture(scope="module")
+def prepared(lab):
+    """The lab, its hosts prepared for migration; a suite's tests fail at once, saying so, when they are not.
+
+    A fixture: the suites that use it import it by name."""
+    link_collection()
+    ok, why = tls_ready()
+    if not ok:
+        pytest.fail("the lab hosts are not prepared for migration (run playbooks/prepare_hosts.yml first): %s" % why)
+    return lab
 
 
 def tls_ready():

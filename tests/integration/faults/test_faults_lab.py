@@ -27,7 +27,7 @@ import pytest
 
 from conftest import (SUMMARY_TABLES, boots, corruptions, heartbeats, labctl, open_connections, ssh, tcg_guest_panic,
                       wait_for, where)
-from migrate_helpers import MIGRATION_ADDRESSES, Background, guest, link_collection, remove_guest, tls_ready, unique
+from migrate_helpers import MIGRATION_ADDRESSES, Background, guest, prepared, remove_guest, unique
 from watch import Watcher
 
 SOURCE, DESTINATION = "hv1", "hv2"
@@ -109,21 +109,12 @@ BEFORE, PRECOPY = "before the start", "pre-copy in flight"
 FAULTS = [
     Fault("destination libvirtd SIGKILL", PRECOPY, kill_libvirtd(DESTINATION)),
     Fault("source libvirtd SIGKILL", PRECOPY, kill_libvirtd(SOURCE), in_make_test=False),
-    Fault("destination QEMU SIGKILL", PRECOPY, kill_qemu(DESTINATION)),
-    Fault("source QEMU SIGKILL", PRECOPY, kill_qemu(SOURCE), kills_guest=True, in_make_test=False),
+    Fault("destination QEMU SIGKILL", PRECOPY, kill_qemu(DESTINATION), in_make_test=False),
+    Fault("source QEMU SIGKILL", PRECOPY, kill_qemu(SOURCE), kills_guest=True),
     Fault("migration link cut 15 s, healed", PRECOPY, cut_link(15), in_make_test=False),
     Fault("destination migration ports taken", BEFORE, take_ports, heal=free_ports),
 ]
 SELECTED = [f for f in FAULTS if f.in_make_test or os.environ.get("VIRTOPS_FAULTS") == "all"]
-
-
-@pytest.fixture(scope="module")
-def prepared(lab):
-    link_collection()
-    ok, why = tls_ready()
-    if not ok:
-        pytest.fail("the lab hosts are not prepared for migration (run playbooks/prepare_hosts.yml first): %s" % why)
-    return lab
 
 
 @pytest.fixture

@@ -19,28 +19,18 @@ from migrate_helpers import (
     MIGRATION_ADDRESSES,
     Background,
     guest,
-    link_collection,
     migrate,
     placement,
+    prepared,
     remove_guest,
     ssh,
     state_on,
-    tls_ready,
     tx_bytes,
     unique,
     warnings_of,
 )
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def prepared(lab):
-    link_collection()
-    ok, why = tls_ready()
-    if not ok:
-        pytest.fail("the lab hosts are not prepared for migration (run playbooks/prepare_hosts.yml first): %s" % why)
-    return lab
 
 
 @pytest.fixture
