@@ -27,7 +27,8 @@ import pytest
 
 from conftest import (SUMMARY_TABLES, boots, corruptions, heartbeats, labctl, open_connections, ssh, tcg_guest_panic,
                       wait_for, where)
-from migrate_helpers import MIGRATION_ADDRESSES, Background, guest, prepared, remove_guest, unique
+from migrate_helpers import MIGRATION_ADDRESSES, Background, guest, remove_guest, unique
+from migrate_helpers import prepared  # a fixture, used by name; noqa: F401; pylint: disable=unused-import
 from watch import Watcher
 
 SOURCE, DESTINATION = "hv1", "hv2"

@@ -15,13 +15,13 @@ import pytest
 
 from conftest import (assert_intact_after_live_migration, boots, connection_survives, heartbeats, labctl,
                       record_guest_memory, wait_for)
+from migrate_helpers import prepared  # a fixture, used by name; noqa: F401; pylint: disable=unused-import
 from migrate_helpers import (
     MIGRATION_ADDRESSES,
     Background,
     guest,
     migrate,
     placement,
-    prepared,
     remove_guest,
     ssh,
     state_on,
