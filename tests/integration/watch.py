@@ -95,7 +95,9 @@ class Watcher(threading.Thread):
       destination has not started them yet) or it is allowed to be down (``may_stop``: guests
       moved cold, shut down in place by their policy, or killed by a test);
     - it is persistent on at most one host.
-    Every violation is kept with its poll for the report. A poll in which a host could not be
+    Every violation is kept with its poll for the report. Two hosts holding a guest at once
+    counts only when a second listing, right after, shows it too (poll says why); a state seen
+    once is kept in ``unconfirmed``. A poll in which a host could not be
     listed (its libvirtd down, say) is no evidence either way: it is counted in ``errors``.
     """
 
@@ -107,6 +109,7 @@ class Watcher(threading.Thread):
         self.stop_event = threading.Event()
         self.polls = 0
         self.violations = []
+        self.unconfirmed = []   # seen in one listing only (see poll), kept for the report
         self.switchovers = 0
         self.errors = []
         self.control = "/tmp/lab-watch-%d-%%h" % os.getpid()
@@ -118,21 +121,35 @@ class Watcher(threading.Thread):
             return
         self.polls += 1
         for name in self.guests:
-            running = [h for h in HYPERVISORS if name in out[h][0]]
-            paused = [h for h in HYPERVISORS if name in out[h][1]]
-            persistent = [h for h in HYPERVISORS if name in out[h][2]]
-            problem = None
-            if len(running) > 1:
-                problem = "runs on %s" % running
-            elif not running and not paused and name not in self.may_stop:
-                problem = "runs nowhere"
-            elif len(persistent) > 1:
-                problem = "persistent on %s" % persistent
-            if not running and paused:
+            problem, seen = self._judge(name, out)
+            if not seen["running"] and seen["paused"]:
                 self.switchovers += 1
-            if problem:
-                self.violations.append(dict(at=time.time(), guest=name, problem=problem, running=running,
-                                            paused=paused, persistent=persistent))
+            if not problem:
+                continue
+            if problem != "runs nowhere":
+                # The hosts' listings are taken in parallel but not at one instant: tens of ms apart,
+                # more when a daemon is busy. A move that undefines the source and then defines the
+                # destination within that skew can show on both. A state that really holds is still
+                # there when the hosts are listed again at once; one gone by then is kept apart.
+                again, errors = list_every_host(control=self.control)
+                if errors or self._judge(name, again)[0] != problem:
+                    self.unconfirmed.append(dict(seen, at=time.time(), guest=name, problem=problem))
+                    continue
+            self.violations.append(dict(seen, at=time.time(), guest=name, problem=problem))
+
+    def _judge(self, name, out):
+        """(the problem of one listing of every host for ``name``, or None; where it was seen)."""
+        running = [h for h in HYPERVISORS if name in out[h][0]]
+        paused = [h for h in HYPERVISORS if name in out[h][1]]
+        persistent = [h for h in HYPERVISORS if name in out[h][2]]
+        problem = None
+        if len(running) > 1:
+            problem = "runs on %s" % running
+        elif not running and not paused and name not in self.may_stop:
+            problem = "runs nowhere"
+        elif len(persistent) > 1:
+            problem = "persistent on %s" % persistent
+        return problem, dict(running=running, paused=paused, persistent=persistent)
 
     def run(self):
         while not self.stop_event.is_set():

@@ -252,6 +252,7 @@ def test_evacuation_killed_mid_way_resumes_and_every_guest_always_runs_once(flee
     downtime = assert_connections_survived(clients, dict((n, now[n][0][0]) for n in LIVE))
     print("client-observed downtime (ms): %s" % downtime)
     assert maintenance("hv1") and "ev-evac" in maintenance("hv1")
+    print("watcher: %d polls; seen in one listing only: %s" % (watcher.polls, watcher.unconfirmed[:10]))
     assert watcher.polls > 20 and watcher.violations == [], watcher.violations[:10]
     report_file = os.path.join(fleet["control"], "hv1", "ev-evac.report.json")
     with open(report_file) as handle:
@@ -340,6 +341,7 @@ def test_abort_cancels_the_in_flight_precopy_and_starts_nothing_new(fleet):
         assert all_on("hv1", list(FLEET) + [BUSY]), placement()
         before = max(heartbeats("hv1", BUSY))
         wait_for(lambda: max(heartbeats("hv1", BUSY)) > before, 60, "the busy guest to go on running on hv1")
+        print("watcher: %d polls; seen in one listing only: %s" % (watcher.polls, watcher.unconfirmed[:10]))
         assert watcher.violations == [], watcher.violations[:10]
         aborted = task_results(report, "Abort the running evacuation and wait until it has stopped", "hv1")[0]
         assert aborted["requested"] and aborted["stopped"] and aborted["result"] == "aborted", aborted
@@ -382,5 +384,6 @@ def test_rolling_upgrade_over_three_hosts_ends_with_every_guest_running(fleet):
     now = placement()
     for name, host in dict(dict((n, "hv1") for n in FLEET), **spread).items():
         assert now[name] == ([host], [host]), (name, now[name])
+    print("watcher: %d polls; seen in one listing only: %s" % (watcher.polls, watcher.unconfirmed[:10]))
     assert watcher.violations == [], watcher.violations[:10]
     print("rolling upgrade over %d hosts: %.1f s; watcher %d polls" % (len(HYPERVISORS), wall, watcher.polls))

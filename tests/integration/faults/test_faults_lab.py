@@ -224,8 +224,8 @@ def test_a_fault_loses_nothing_duplicates_nothing_and_is_reported_as_it_is(fault
                  ("yes" if held else "no") + (" (guest killed)" if fault.kills_guest else ""),
                  "yes" if truthful else "NO", "%.0f" % seconds))
     print("%s: the module said %s: %s" % (fault, "moved" if moved else "failed", result.get("msg", "")[:600]))
-    print("virsh: runs on %s, persistent on %s; watcher: %d polls, %d host errors" % (
-        running_on, persistent_on, watcher.polls, len(watcher.errors)))
+    print("virsh: runs on %s, persistent on %s; watcher: %d polls, %d host errors, seen once: %s" % (
+        running_on, persistent_on, watcher.polls, len(watcher.errors), watcher.unconfirmed[:5]))
 
     assert not lost, "%s: %s is lost (runs on %s, persistent on %s)" % (fault, name, running_on, persistent_on)
     assert not duplicated, "%s: %s duplicated: %s" % (fault, name, duplicated)
