@@ -15,30 +15,29 @@ The steps:
 
 1. validate the input (inputs.py: ParameterError naming the faulty host, domain and field);
 2. decide each source domain's mode from its state, its ``do_not_migrate`` label and its
-   blockers: live, cold, shutdown (in place), skipped, or unplaceable with a reason;
+   blockers: live, cold, shutdown (in place), skipped, or unplaceable with a reason (modes.py);
 3. predict each live migration at its least bandwidth share; one that converges only with
-   the whole budget runs alone ("exclusive");
+   the whole budget runs alone ("exclusive") (modes.py);
 4. place: largest domains first, each on the destination that has the largest share of
    its capacity still free (memory or vCPUs, whichever is scarcer), counting the moves
    already placed - an index of destinations by that share and by their free memory and
    vCPUs (index.py), so a domain costs about log(hosts) instead of a scan of every host,
    big domains included;
-5. schedule (prediction.simulate): exclusive migrations first, then longest
+5. schedule (schedule.py, with prediction.simulate): exclusive migrations first, then longest
    first, under the concurrency limits and the shared bandwidth budget; domains shut down
    by policy go last, once every migration has finished.
+
+The result and its summary lines are built in summary.py. This module holds the planner's
+state (read from the input) and step 4, the placement itself.
 """
 
 from __future__ import annotations
 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import (
-    COLD,
     DEFAULT_BANDWIDTH_MIB_S,
-    INACTIVE_STATES,
     LIVE,
-    LIVE_STATES,
     MAX_NAMES,
-    SHUTDOWN,
     _domains,
     _index_destinations,
     _index_prechecks,
@@ -49,14 +48,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs
     PlanOptions,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._planning.index import DestinationIndex
-from ansible_collections.virtops.migration.plugins.module_utils._planning.reasons import Refusals, counted, fmt, host_names
-from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import (
-    Job,
-    ladder_rank,
-    predict_cold,
-    predict_migration,
-    simulate,
-)
+from ansible_collections.virtops.migration.plugins.module_utils._planning.modes import check_convergence, classify
+from ansible_collections.virtops.migration.plugins.module_utils._planning.reasons import Refusals
+from ansible_collections.virtops.migration.plugins.module_utils._planning.schedule import finish_shutdowns, schedule_moves
+from ansible_collections.virtops.migration.plugins.module_utils._planning.summary import plan_result
 
 
 # --- planning ------------------------------------------------------------------------
@@ -102,91 +97,6 @@ class _Planner(object):
         self.index = None
         self.generation = 0
         self.explained = {}
-
-    # -- step 2: what each domain needs ---------------------------------------------
-
-    def classify(self):
-        """Split the source's domains into skipped, shut down in place, unplaceable, to place."""
-        to_place = []
-        for dom in self.domains:
-            policy = dom.policy
-            if policy == "skip":
-                self.skipped.append(dict(dom.identity, policy="skip", state=dom.state,
-                                         reason="do_not_migrate: skip - left on the source as it is"))
-                continue
-            if policy == SHUTDOWN:
-                if dom.active:
-                    self.moves.append(self._move(dom, SHUTDOWN, None,
-                                                 "do_not_migrate: shutdown - shut down on the source, not moved"))
-                else:
-                    self.skipped.append(dict(dom.identity, policy=SHUTDOWN, state=dom.state,
-                                             reason="do_not_migrate: shutdown - already shut off, left defined "
-                                                    "on the source"))
-                continue
-            if not dom.persistent and (policy == COLD or not dom.active):
-                self._unplaceable(dom, ["transient domain: a cold move would lose its definition (define it "
-                                        "persistently first)"])
-                continue
-            if policy == COLD:
-                to_place.append((dom, COLD, "do_not_migrate: cold - shut down, moved, started on the destination"
-                                 if dom.active else "do_not_migrate: cold - shut off, its definition is moved"))
-            elif not dom.active:
-                to_place.append((dom, COLD, "shut off: its definition%s is moved"
-                                 % (" and %s MiB of local disks" % fmt(round(dom.disk_mib)) if dom.disk_mib else "")))
-            elif dom.state not in LIVE_STATES:
-                self._unplaceable(dom, ["state %s cannot be migrated; retry once it is running or shut off"
-                                        % dom.state])
-            elif dom.blockers:
-                why = "live migration blocked by: %s" % ", ".join(dom.blockers)
-                if self._fallback_cold(dom, why):
-                    to_place.append((dom, COLD, why + " - moved cold instead (live_fallback=cold)"))
-            else:
-                to_place.append((dom, LIVE, None))
-        return to_place
-
-    def _fallback_cold(self, dom, why, hint=""):
-        """Whether a domain that cannot move live moves cold; if not, it is unplaceable."""
-        if self.opts.live_fallback != COLD:
-            self._unplaceable(dom, [why + " (live_fallback=cold would move it cold%s)" % hint])
-            return False
-        if not dom.persistent:
-            self._unplaceable(dom, [why + "; and it is transient: a cold move would lose its definition"])
-            return False
-        return True
-
-    def dirty_rate(self, dom):
-        if dom.state == "paused":
-            return 0.0
-        return dom.dirty_rate if dom.dirty_rate is not None else self.opts.assumed_dirty_rate_mib_s
-
-    def sends(self, dom, mode):
-        return mode == LIVE or dom.disk_mib > 0
-
-    # -- step 3: live migrations that cannot converge -------------------------------
-
-    def check_convergence(self, to_place):
-        """Live domains predicted not to converge at the least share they could get."""
-        senders = sum(1 for dom, mode, _why in to_place if self.sends(dom, mode))
-        least_share = self.budget / max(1, min(self.opts.max_parallel_per_source, senders))
-        out = []
-        for dom, mode, why in to_place:
-            exclusive = False
-            if mode == LIVE:
-                at_least = predict_migration(dom.memory, self.dirty_rate(dom), least_share, dom.disk_mib,
-                                             self.opts.ladder, self.opts.setup_seconds)
-                if not at_least["converges"]:
-                    alone = predict_migration(dom.memory, self.dirty_rate(dom), self.budget, dom.disk_mib,
-                                              self.opts.ladder, self.opts.setup_seconds)
-                    if alone["converges"]:
-                        exclusive = True
-                    else:
-                        reason = "live migration predicted not to converge at the whole budget of %s MiB/s: %s" % (
-                            fmt(self.budget), alone["reason"])
-                        if not self._fallback_cold(dom, reason, "; auto_converge or postcopy may make it converge"):
-                            continue
-                        mode, why = COLD, reason + " - moved cold instead (live_fallback=cold)"
-            out.append((dom, mode, why, exclusive))
-        return out
 
     # -- step 4: placement ----------------------------------------------------------
 
@@ -314,185 +224,23 @@ class _Planner(object):
         for dom, mode, why, exclusive in sorted(candidates, key=lambda c: (-c[0].memory, -c[0].vcpus, c[0].name)):
             dest = self.choose(dom, mode)
             if dest is None:
-                self._unplaceable(dom, self.explain(dom, mode))
+                self.add_unplaceable(dom, self.explain(dom, mode))
                 continue
             self.assign(dom, dest)
             placed.append((dom, mode, why, exclusive, dest.name))
         return placed
 
-    # -- step 5: schedule -----------------------------------------------------------
-
-    def schedule(self, placed):
-        opts = self.opts
-        details = {}
-        jobs = []
-
-        def duration_of(dom, mode, dest):
-            check = (self.prechecks.get(dom.name) or {}).get(dest)
-
-            def duration(share):
-                if mode == LIVE:
-                    pred = predict_migration(dom.memory, self.dirty_rate(dom), share, dom.disk_mib,
-                                             opts.ladder, opts.setup_seconds)
-                    if not pred["converges"]:
-                        # Only exclusive jobs, predicted here before they get the whole budget.
-                        pred = predict_migration(dom.memory, self.dirty_rate(dom), self.budget, dom.disk_mib,
-                                                 opts.ladder, opts.setup_seconds)
-                    seconds, downtime, escalation = pred["seconds"], pred["downtime_ms"], pred["escalation"]
-                    # A pre-check predicted this pair at its own measured bandwidth: never promise better.
-                    if check is not None:
-                        if check.get("predicted_seconds") is not None:
-                            seconds = max(seconds, check["predicted_seconds"])
-                        if check.get("predicted_downtime_ms") is not None:
-                            downtime = max(downtime, int(round(check["predicted_downtime_ms"])))
-                        if ladder_rank(check.get("escalation")) > ladder_rank(escalation):
-                            escalation = check["escalation"]
-                else:
-                    seconds, downtime = predict_cold(dom.disk_mib, share or self.budget, dom.active,
-                                                     opts.setup_seconds, opts.shutdown_seconds)
-                    downtime = int(round(downtime))
-                    escalation = None
-                details[dom.name] = (seconds, downtime, escalation)
-                return seconds
-            return duration
-
-        # Longest first (at the least share), which keeps the tail of the schedule short.
-        ordered = []
-        for dom, mode, why, exclusive, dest in placed:
-            sends = self.sends(dom, mode)
-            job = Job(dom.name, dest, duration_of(dom, mode, dest), sends=sends, exclusive=exclusive)
-            nominal = job.duration(self.budget / max(1, opts.max_parallel_per_source)) if sends else 0.0
-            ordered.append((-nominal, dom.name, job))
-        ordered.sort(key=lambda item: item[:2])
-        jobs = [item[2] for item in ordered]
-        slots = simulate(jobs, self.budget, opts.max_parallel_per_source, opts.max_parallel_per_destination)
-        sent_mib = 0.0
-        for dom, mode, why, exclusive, dest in placed:
-            slot = slots[dom.name]
-            seconds, downtime, escalation = details[dom.name]  # from the run at its share
-            move = self._move(dom, mode, dest, why)
-            move.update(order=slot["order"], wave=slot["wave"], start_offset_s=round(slot["start"], 1),
-                        finish_offset_s=round(slot["finish"], 1), predicted_seconds=round(seconds, 1),
-                        predicted_downtime_ms=downtime, bandwidth_mib_s=round(slot["bandwidth"], 1),
-                        escalation=escalation, exclusive=exclusive)
-            check = (self.prechecks.get(dom.name) or {}).get(dest)
-            if check is not None and check["verdict"] == "warn":
-                move["warnings"].extend("pre-check: %s" % r for r in (check.get("reasons") or []))
-            if mode == COLD and dom.blockers:
-                move["warnings"].append("devices that block live migration (%s) must exist on %s to start it there"
-                                        % (", ".join(dom.blockers), dest))
-            if self.sends(dom, mode):
-                sent_mib += (dom.memory if mode == LIVE else 0.0) + dom.disk_mib
-            self.moves.append(move)
-        makespan = max([s["finish"] for s in slots.values()] or [0.0])
-        return makespan, sent_mib
-
-    def finish_shutdowns(self, makespan):
-        """Domains shut down by policy go last: an aborted evacuation leaves them running."""
-        last_wave = max([m["wave"] for m in self.moves if m["mode"] != SHUTDOWN] or [0])
-        order = max([m["order"] for m in self.moves if m["mode"] != SHUTDOWN] or [0])
-        end = makespan
-        for move in sorted((m for m in self.moves if m["mode"] == SHUTDOWN), key=lambda m: m["domain"]):
-            order += 1
-            move.update(order=order, wave=last_wave + 1, start_offset_s=round(makespan, 1),
-                        finish_offset_s=round(makespan + self.opts.shutdown_seconds, 1),
-                        predicted_seconds=round(self.opts.shutdown_seconds, 1), predicted_downtime_ms=None,
-                        bandwidth_mib_s=0.0, escalation=None, exclusive=False)
-            end = makespan + self.opts.shutdown_seconds
-        return end
-
     # -- output ---------------------------------------------------------------------
 
-    def _move(self, dom, mode, destination, reason):
-        # Every key is set here, in the order a person reads them; the schedule fills in the rest.
-        return dict(dom.identity, destination=destination, mode=mode, reason=reason, order=None, wave=None,
-                    start_offset_s=None, finish_offset_s=None, predicted_seconds=None, predicted_downtime_ms=None,
-                    bandwidth_mib_s=None, escalation=None, exclusive=False, state=dom.state, memory_mib=dom.memory,
-                    vcpus=dom.vcpus, local_disk_mib=round(dom.disk_mib, 1), warnings=[])
-
-    def _unplaceable(self, dom, reasons):
+    def add_unplaceable(self, dom, reasons):
         self.unplaceable.append(dict(dom.identity, state=dom.state, reasons=reasons))
 
     def run(self):
-        to_place = self.classify()
-        candidates = self.check_convergence(to_place)
-        placed = self.place(candidates)
-        makespan, self.sent_mib = self.schedule(placed)
-        total = self.finish_shutdowns(makespan)
-        bound = self.sent_mib / self.budget
-        self.moves.sort(key=lambda m: m["order"])
-        self.skipped.sort(key=lambda s: s["domain"])
-        self.unplaceable.sort(key=lambda u: u["domain"])
-        stays_running = [s["domain"] for s in self.skipped if s["state"] not in INACTIVE_STATES]
-        can_empty = not self.unplaceable and not stays_running
-        destinations = {}
-        for move in self.moves:
-            if move["destination"] is None:
-                continue
-            dest = self.destinations[move["destination"]]
-            entry = destinations.setdefault(dest.name, dict(
-                moves=0, memory_mib=0, vcpus=0,
-                memory_free_after_mib=round(dest.mem_cap - dest.mem_used, 1),
-                vcpus_free_after=round(dest.cpu_cap - dest.cpu_used, 1)))
-            entry["moves"] += 1
-            entry["memory_mib"] += move["memory_mib"]
-            entry["vcpus"] += move["vcpus"]
-        result = dict(
-            changed=False,
-            source=self.source,
-            can_empty=can_empty,
-            moves=self.moves,
-            skipped_domains=self.skipped,
-            unplaceable=self.unplaceable,
-            destinations=destinations,
-            predicted_total_seconds=round(total, 1),
-            bound_seconds=round(bound, 1),
-            bandwidth_budget_mib_s=round(self.budget, 1),
-        )
-        result["summary"] = self.summary(result, stays_running)
-        return result
-
-    def summary(self, result, stays_running):
-        moves = result["moves"]
-        by_mode = dict((mode, sum(1 for m in moves if m["mode"] == mode)) for mode in (LIVE, COLD, SHUTDOWN))
-        lines = []
-        head = "%s %s: %d domains - %d live, %d cold, %d shut down in place, %d skipped, %d unplaceable" % (
-            self.source, "can be emptied" if result["can_empty"] else "cannot be emptied", len(self.domains),
-            by_mode[LIVE], by_mode[COLD], by_mode[SHUTDOWN], len(result["skipped_domains"]), len(result["unplaceable"]))
-        lines.append(head + ".")
-        if result["unplaceable"]:
-            lines.append("Unplaceable: %s." % host_names([u["domain"] for u in result["unplaceable"]]))
-        if stays_running:
-            lines.append("Skipped by policy and still running on the source: %s." % host_names(stays_running))
-        if moves:
-            lines.append("Predicted %s s in total (no faster than %s s: %s MiB over %s MiB/s); %s, at most %d per "
-                         "source and %d per destination at a time." % (
-                             fmt(result["predicted_total_seconds"]), fmt(result["bound_seconds"]),
-                             fmt(round(self.sent_mib)), fmt(self.budget),
-                             counted(len(result["destinations"]), "destination"),
-                             self.opts.max_parallel_per_source, self.opts.max_parallel_per_destination))
-        escalated = [m for m in moves if m.get("escalation")]
-        if escalated:
-            lines.append("Escalations predicted: %s." % ", ".join(
-                "%s (%s)" % (m["domain"], m["escalation"]) for m in escalated[:MAX_NAMES])
-                + ("" if len(escalated) <= MAX_NAMES else " and %d more" % (len(escalated) - MAX_NAMES)))
-        worst = max((m for m in moves if m["mode"] == LIVE), key=lambda m: (m["predicted_downtime_ms"], m["domain"]),
-                    default=None)
-        if worst is not None:
-            lines.append("Longest live downtime: %d ms (%s)." % (worst["predicted_downtime_ms"], worst["domain"]))
-        assumed = []
-        if self.budget_assumed:
-            assumed.append("the source's bandwidth was not measured: %s MiB/s assumed" % fmt(self.budget))
-        unmeasured = sum(1 for m in moves if m["mode"] == LIVE and m["state"] != "paused"
-                         and self.by_name[m["domain"]].dirty_rate is None)
-        if unmeasured:
-            assumed.append("dirty rate not measured for %s: %s MiB/s assumed" % (
-                counted(unmeasured, "domain"), fmt(self.opts.assumed_dirty_rate_mib_s)))
-        if self.unknown_excluded:
-            assumed.append("exclude names hosts not in the inventory: %s" % host_names(self.unknown_excluded))
-        if assumed:
-            lines.append("Note: %s." % "; ".join(assumed))
-        return lines
+        """Every step after the input's: modes, convergence, placement, schedule; then the result."""
+        placed = self.place(check_convergence(self, classify(self)))
+        makespan, self.sent_mib = schedule_moves(self, placed)
+        total = finish_shutdowns(self.moves, makespan, self.opts.shutdown_seconds)
+        return plan_result(self, total)
 
 
 def plan_evacuation(source, hosts, prechecks=None, options=None):

@@ -10,11 +10,16 @@
 A move starts when a source slot and a slot on its destination are free; one held back
 by its destination (or by a retry delay) does not hold back those after it; an exclusive
 move runs alone; shutdowns in place start once no migration is left.
+
+Step 5 of an evacuation plan is here too: schedule_moves() predicts each placed move's
+start and finish by that rule, and finish_shutdowns() puts the shutdowns in place last.
 """
 
 from __future__ import annotations
 
-from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import SHUTDOWN
+from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import COLD, LIVE, SHUTDOWN
+from ansible_collections.virtops.migration.plugins.module_utils._planning.modes import dirty_rate, new_move, sends
+from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import Job, ladder_rank, predict_cold, predict_migration, simulate
 
 
 class Slot(object):
@@ -67,3 +72,91 @@ def startable(queue, running, per_source, per_destination, now):
         if slot.destination is not None:
             per_dest[slot.destination] = per_dest.get(slot.destination, 0) + 1
     return chosen
+
+
+def _duration_of(plan, details, dom, mode, dest):
+    """The job's duration at a bandwidth share; each call notes its prediction in ``details``."""
+    opts = plan.opts
+    check = (plan.prechecks.get(dom.name) or {}).get(dest)
+
+    def duration(share):
+        if mode == LIVE:
+            pred = predict_migration(dom.memory, dirty_rate(dom, opts), share, dom.disk_mib,
+                                     opts.ladder, opts.setup_seconds)
+            if not pred["converges"]:
+                # Only exclusive jobs, predicted here before they get the whole budget.
+                pred = predict_migration(dom.memory, dirty_rate(dom, opts), plan.budget, dom.disk_mib,
+                                         opts.ladder, opts.setup_seconds)
+            seconds, downtime, escalation = pred["seconds"], pred["downtime_ms"], pred["escalation"]
+            # A pre-check predicted this pair at its own measured bandwidth: never promise better.
+            if check is not None:
+                if check.get("predicted_seconds") is not None:
+                    seconds = max(seconds, check["predicted_seconds"])
+                if check.get("predicted_downtime_ms") is not None:
+                    downtime = max(downtime, int(round(check["predicted_downtime_ms"])))
+                if ladder_rank(check.get("escalation")) > ladder_rank(escalation):
+                    escalation = check["escalation"]
+        else:
+            seconds, downtime = predict_cold(dom.disk_mib, share or plan.budget, dom.active,
+                                             opts.setup_seconds, opts.shutdown_seconds)
+            downtime = int(round(downtime))
+            escalation = None
+        details[dom.name] = (seconds, downtime, escalation)
+        return seconds
+    return duration
+
+
+def schedule_moves(plan, placed):
+    """Time the ``placed`` moves (prediction.simulate) and add them to ``plan.moves``.
+
+    Exclusive migrations first, then longest first, under the concurrency limits and the
+    shared bandwidth budget. ``plan`` is the planner's state (placement._Planner).
+    Returns the makespan and the MiB sent.
+    """
+    opts = plan.opts
+    details = {}
+    # Longest first (at the least share), which keeps the tail of the schedule short.
+    ordered = []
+    for dom, mode, why, exclusive, dest in placed:
+        sending = sends(dom, mode)
+        job = Job(dom.name, dest, _duration_of(plan, details, dom, mode, dest), sends=sending, exclusive=exclusive)
+        nominal = job.duration(plan.budget / max(1, opts.max_parallel_per_source)) if sending else 0.0
+        ordered.append((-nominal, dom.name, job))
+    ordered.sort(key=lambda item: item[:2])
+    jobs = [item[2] for item in ordered]
+    slots = simulate(jobs, plan.budget, opts.max_parallel_per_source, opts.max_parallel_per_destination)
+    sent_mib = 0.0
+    for dom, mode, why, exclusive, dest in placed:
+        slot = slots[dom.name]
+        seconds, downtime, escalation = details[dom.name]  # from the run at its share
+        move = new_move(dom, mode, dest, why)
+        move.update(order=slot["order"], wave=slot["wave"], start_offset_s=round(slot["start"], 1),
+                    finish_offset_s=round(slot["finish"], 1), predicted_seconds=round(seconds, 1),
+                    predicted_downtime_ms=downtime, bandwidth_mib_s=round(slot["bandwidth"], 1),
+                    escalation=escalation, exclusive=exclusive)
+        check = (plan.prechecks.get(dom.name) or {}).get(dest)
+        if check is not None and check["verdict"] == "warn":
+            move["warnings"].extend("pre-check: %s" % r for r in (check.get("reasons") or []))
+        if mode == COLD and dom.blockers:
+            move["warnings"].append("devices that block live migration (%s) must exist on %s to start it there"
+                                    % (", ".join(dom.blockers), dest))
+        if sends(dom, mode):
+            sent_mib += (dom.memory if mode == LIVE else 0.0) + dom.disk_mib
+        plan.moves.append(move)
+    makespan = max([s["finish"] for s in slots.values()] or [0.0])
+    return makespan, sent_mib
+
+
+def finish_shutdowns(moves, makespan, shutdown_seconds):
+    """Domains shut down by policy go last: an aborted evacuation leaves them running."""
+    last_wave = max([m["wave"] for m in moves if m["mode"] != SHUTDOWN] or [0])
+    order = max([m["order"] for m in moves if m["mode"] != SHUTDOWN] or [0])
+    end = makespan
+    for move in sorted((m for m in moves if m["mode"] == SHUTDOWN), key=lambda m: m["domain"]):
+        order += 1
+        move.update(order=order, wave=last_wave + 1, start_offset_s=round(makespan, 1),
+                    finish_offset_s=round(makespan + shutdown_seconds, 1),
+                    predicted_seconds=round(shutdown_seconds, 1), predicted_downtime_ms=None,
+                    bandwidth_mib_s=0.0, escalation=None, exclusive=False)
+        end = makespan + shutdown_seconds
+    return end
