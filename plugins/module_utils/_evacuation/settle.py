@@ -1,8 +1,15 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to the virtops.migration collection. This is not a public API: it may change
+# or disappear in any release, and other collections must not import it.
 """Settling what an interrupted run of an evacuation left in flight, before anything new starts.
 
 A run that was killed (or lost its controller) leaves journal entries in flight, or unknown
-when a host did not answer. ``Settling.settle_interrupted`` asks the executor where each such
-domain is now - one read of every host that could hold it - and:
+when a host did not answer. The evacuation asks the executor where each such domain is now -
+one read of every host that could hold it - and hands it to its ``Settler``:
 
 - a migration libvirt still runs is adopted and waited for, not started twice;
 - one that finished is recorded as moved (defined on the destination if the source had let
@@ -11,19 +18,23 @@ domain is now - one read of every host that could hold it - and:
 - when a host that could hold the domain did not answer, nothing is started or defined: the
   entry stays unknown for a later run.
 
-It is a part of ``engine.Evacuation`` (its state: the journal, the executor, the notes), kept
-in a file of its own.
+``engine.Evacuation`` owns a Settler and uses it through four methods: ``adopt`` (a migration
+still running), ``conclude_unwatched`` (a move nobody watched to its end), ``unknown`` (a host
+that could hold the domain did not answer) and ``resumed`` (a domain that arrived paused).
+The settler changes only the journal records it is handed; it reports through the
+evacuation's ``note``, ``warn`` and ``mark_changed``.
 """
 
 from __future__ import annotations
 
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import utc_now
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.record import (
+    DONE,
     FAILED,
-    IN_FLIGHT,
     MOVED,
     PENDING,
     SHUT_DOWN,
+    SKIPPED,
     UNKNOWN,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.request import (
@@ -32,22 +43,71 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.requ
 )
 
 
-class Settling(object):
-    """The settling steps of ``engine.Evacuation``; they use its journal, executor, clock and notes."""
+class Settler(object):
+    """Settles the moves of an interrupted run, for the evacuation that owns it.
 
-    def settle_interrupted(self):
-        """In-flight entries of a run that ended without finishing them."""
-        for record in self.journal.in_status(IN_FLIGHT, UNKNOWN):
-            self.scope.add(record["domain"])
+    ``note(record, text)``, ``warn(text)`` and ``mark_changed()`` (this run changed something)
+    are the evacuation's; ``clock`` its clock.
+    """
+
+    def __init__(self, request, journal, executor, clock, note, warn, mark_changed):
+        self.request = request
+        self.journal = journal
+        self.executor = executor
+        self.clock = clock
+        self.note = note
+        self.warn = warn
+        self.mark_changed = mark_changed
+
+    def adopt(self, record):
+        """Watch a migration that an earlier run started and libvirt still runs; returns its handle."""
+        self.note(record, "a migration to %s started by an earlier run is still running: waiting for it"
+                  % record["destination"])
+        handle = self.executor.adopt(record, self.request.job_timeout(record))
+        handle.started_clock = self.clock()
+        return handle
+
+    def merge_plan(self, running):
+        """Merge the plan's moves and skipped domains into the journal; returns the names it lists.
+
+        A move done earlier whose domain runs on the source again is to be done again;
+        entries of an earlier run that this plan no longer lists are verified, never acted on.
+        ``running``: the moves the evacuation watches already (adopted ones).
+        """
+        in_plan = set()
+        for move in self.request.moves:
+            name = move["domain"]
+            in_plan.add(name)
+            record, what = self.journal.merge_move(move)
+            if what == "done" and record["status"] in (MOVED, SHUT_DOWN):
+                src = self.executor.locate(record).get("source")
+                if src is not None and src["active"]:
+                    # Done earlier, and it runs on the source again: the host must be emptied of it again.
+                    self.note(record, "the journal says it was %s, but it runs on the source again: done again" % (
+                        "moved to %s" % record.get("destination") if record["status"] == MOVED else "shut down"))
+                    record.move_to(PENDING)
+                    record["destination"] = move["destination"]
+                    record["planned_destination"] = move["destination"]
+                    record["mode"] = move["mode"]
+        for item in self.request.skipped:
+            self.journal.merge_skipped(item)
+        # Entries of an earlier run that this plan no longer lists: verified, never acted on.
+        for record in self.journal.ordered():
+            name = record["domain"]
+            if name in in_plan or name in running or record["status"] in DONE:
+                continue
+            if record["status"] in (PENDING, FAILED):
+                where = self.executor.locate(record)
+                if where.get("source") is None:
+                    record.move_to(SKIPPED)
+                    self.note(record, "no longer on the source and not in this run's plan")
+        for record in self.journal.in_status(MOVED):
+            if record["domain"] in in_plan:
+                continue
             where = self.executor.locate(record)
-            if where.get("job"):
-                self.note(record, "a migration to %s started by an earlier run is still running: waiting for it"
-                          % record["destination"])
-                handle = self.executor.adopt(record, self.request.job_timeout(record))
-                handle.started_clock = self.clock()
-                self.running[record["domain"]] = handle
-            else:
-                self.conclude_unwatched(record, where)
+            dst = where.get("destination")
+            record["verified"] = bool(dst is not None and where.get("source") is None)
+        return in_plan
 
     def conclude_unwatched(self, record, where):
         """Record where a domain ended up after a move nobody watched to its end.
@@ -57,7 +117,6 @@ class Settling(object):
         src, dst = where.get("source"), where.get("destination")
         ran = record.get("state") in ACTIVE_STATES
         target = record.get("destination")
-        self.dirty = True
         if self.unknown(record, where):
             return
         if (src is not None and src.get("postcopy_failed")) or (dst is not None and dst.get("postcopy_failed")):
@@ -88,7 +147,7 @@ class Settling(object):
             record.update((k, v) for k, v in stats.items() if v is not None)
             self.note(record, "the move to %s completed while no evacuation watched it" % target)
             self.journal.note_moved_in_run()
-            self.changed = True
+            self.mark_changed()
         elif src is not None:
             record.move_to(PENDING)
             if src["active"]:

@@ -37,7 +37,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors 
 from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import (
     DEFAULT_BANDWIDTH_MIB_S,
     LIVE,
-    MAX_NAMES,
     _domains,
     _index_destinations,
     _index_prechecks,

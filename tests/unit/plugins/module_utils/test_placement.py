@@ -14,9 +14,9 @@ import random
 import pytest
 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
+from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import MAX_NAMES
 from ansible_collections.virtops.migration.plugins.module_utils._planning.placement import (
     DEFAULT_BANDWIDTH_MIB_S,
-    MAX_NAMES,
     PlanOptions,
     plan_evacuation,
 )
