@@ -8,19 +8,21 @@
 """The evacuation's executor on libvirt: moves run the migrate engine, each in a thread of its own.
 
 The source is the local libvirt (``uri``), destinations are reached by name. Each move opens
-its own connections, so each migration climbs its own escalation ladder.
+its own connections, so each migration climbs its own escalation ladder. LibvirtExecutor
+is the executor.Executor the evacuation talks to: it keeps the connections, says where a
+domain is and repairs what a move left (starts, resumes, defines); the moves themselves
+run in libvirt_moves.LibvirtMoves.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.executor import (
     AdoptedHandle,
     Executor,
-    MoveHandle,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.libvirt_moves import LibvirtMoves
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.request import ACTIVE_STATES
 from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import (
     domain_metadata,
@@ -28,15 +30,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._facts.host_fact
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import constant
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import open_hypervisor
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import (
-    PAUSED,
-    PAUSED_POSTCOPY,
-    RUNNING,
-    RUNNING_POSTCOPY,
-)
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     LibvirtError,
-    MigrationFailed,
     NotFound,
     OperationInvalid,
     VirtopsError,
@@ -44,17 +39,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors 
     lookup,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.jobstats import JobSnapshot
-from ansible_collections.virtops.migration.plugins.module_utils._migration.request import MigrationRequest
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain_ops import (
     persist_where_it_runs,
-    shut_down,
     start,
     state_of,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._migration.task import MigrateTask
-from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import (
-    COLD,
-    SHUTDOWN,
 )
 
 
@@ -70,6 +58,11 @@ class LibvirtExecutor(Executor):
         self.source = open_hypervisor(settings.uri, settings.connect_timeout)
         self.destinations = {}
         self.unreachable = {}      # host -> why its last connection attempt or call failed
+        self.moves = LibvirtMoves(request, settings, self._open, self._source_domain, self._job, self.source.name)
+
+    def _open(self, uri):
+        """A connection of its own to ``uri``, for a move's thread."""
+        return open_hypervisor(uri, self.settings.connect_timeout)
 
     def close(self):
         self.source.close()
@@ -95,16 +88,6 @@ class LibvirtExecutor(Executor):
             hypervisor.close()
         self.unreachable[host] = err.msg
 
-    def _holders(self, record):
-        """Every host beside the source that could hold the domain: its destination, earlier ones, the planned one."""
-        hosts = [record.get("destination")] + [h.get("destination") for h in record.get("history") or []] \
-            + [record.get("planned_destination")]
-        out = []
-        for host in hosts:
-            if host and host not in out and host != self.request.source:
-                out.append(host)
-        return out
-
     def _source_domain(self, record):
         return self.source.domain(record.get("uuid") or record["domain"])
 
@@ -113,7 +96,7 @@ class LibvirtExecutor(Executor):
     def locate(self, record):
         """Where the domain is; ``unknown`` lists the hosts that could hold it and did not answer.
 
-        Every host of ``_holders`` is asked; one that did not answer, or holds the domain while
+        Every host of ``holders`` is asked; one that did not answer, or holds the domain while
         it is not this move's destination, makes the answer incomplete: the caller then starts
         and defines nothing.
         """
@@ -123,7 +106,7 @@ class LibvirtExecutor(Executor):
         if state is not None:
             out["source"] = _where(state)
             out["job"] = self._job(dom) is not None
-        for host in self._holders(record):
+        for host in holders(record, self.request.source):
             found, why = self._state_on(host, record)
             if why is not None:
                 out["unknown"].append("%s did not answer: %s" % (host, why))
@@ -178,101 +161,20 @@ class LibvirtExecutor(Executor):
         return dict(downtime_ms=snap.downtime, total_ms=snap.time_elapsed, bytes_sent=snap.data_processed,
                     memory_bytes=snap.memory_total)
 
-    # --- moves -------------------------------------------------------------------------
+    # --- moves (libvirt_moves.py) -------------------------------------------------------
 
     def start(self, record, destination):
-        handle = MoveHandle(record, destination, record["mode"])
-        target = self._shutdown if record["mode"] == SHUTDOWN else self._migrate
-        handle.thread = threading.Thread(target=target, args=(handle,), name="evacuate-%s" % record["domain"])
-        handle.thread.daemon = True
-        handle.thread.start()
-        return handle
-
-    def adopt(self, record, timeout):
-        return AdoptedHandle(record, self, time.monotonic() + timeout)
-
-    def _migrate(self, handle):
-        src = dst = None
-        try:
-            record = handle.record
-            dest_uri = self.settings.remote(handle.destination)
-            request = MigrationRequest.from_params(self.request.migrate_params(record, handle.destination), dest_uri)
-            src = open_hypervisor(self.settings.uri, self.settings.connect_timeout)
-            dst = open_hypervisor(dest_uri, self.settings.connect_timeout)
-            handle.result = MigrateTask(request, src, dst, False, handle.warn).run()
-        except VirtopsError as err:
-            handle.error = err
-        finally:
-            for hypervisor in (dst, src):
-                if hypervisor is not None:
-                    hypervisor.close()
-            handle.done = True
-
-    def _shutdown(self, handle):
-        src = None
-        try:
-            record = handle.record
-            src = open_hypervisor(self.settings.uri, self.settings.connect_timeout)
-            dom = src.domain(record.get("uuid") or record["domain"])
-            state = state_of(dom, src.name) if dom is not None else None
-            if state is None or not state.active:
-                handle.result = dict(how="already shut off")
-                return
-            how = shut_down(dom, src.name, record["domain"], self.request.params["shutdown_timeout"],
-                            self.request.params["force"])
-            if how is None:
-                raise MigrationFailed("%s did not shut down within %d s (shutdown_timeout); it still runs on the source "
-                                      "(set force=true to power it off)" % (record["domain"],
-                                                                            self.request.params["shutdown_timeout"]))
-            handle.result = dict(how=how)
-        except VirtopsError as err:
-            handle.error = err
-        finally:
-            if src is not None:
-                src.close()
-            handle.done = True
+        return self.moves.start(record, destination)
 
     def progress(self, handle):
-        dom = self._source_domain(handle.record)
-        if dom is None:
-            return None
-        try:
-            snap = self._job(dom)
-        except LibvirtError:
-            return None
-        if snap is None:
-            return None
-        total = snap.data_total or 0
-        remaining = snap.remaining or 0
-        percent = None
-        if total:
-            percent = max(0, min(99, int(100.0 * (total - remaining) / total)))
-        return dict(processed_bytes=snap.data_processed or 0, remaining_bytes=remaining, percent=percent,
-                    iteration=snap.iteration, mib_s=round((snap.memory_bps or 0) / float(MIB), 1),
-                    elapsed_ms=snap.time_elapsed)
+        return self.moves.progress(handle)
 
     def abort(self, handle):
         """Abort a pre-copy migration; say why not when it must finish instead."""
-        if handle.mode == COLD:
-            return "cold"
-        if handle.mode == SHUTDOWN:
-            return "shutdown"
-        dom = self._source_domain(handle.record)
-        if dom is None:
-            return "gone"
-        state = state_of(dom, self.source.name)
-        if state is not None and ((state.state == PAUSED and state.reason == PAUSED_POSTCOPY)
-                                  or (state.state == RUNNING and state.reason == RUNNING_POSTCOPY)):
-            return "postcopy"
-        try:
-            call("aborting the migration of %s" % handle.record["domain"], dom.abortJob)
-        except (NotFound, OperationInvalid):
-            return "no_job"
-        except LibvirtError as err:
-            if "post-copy" in (err.libvirt_message or "") or "postcopy" in (err.libvirt_message or ""):
-                return "postcopy"
-            return "refused"
-        return "requested"
+        return self.moves.abort(handle)
+
+    def adopt(self, record, timeout):
+        return AdoptedHandle(record, self, time.monotonic() + timeout)
 
     def ensure_running(self, record, handle):
         """After a failure: a domain that ran before is never left shut off."""
@@ -347,26 +249,45 @@ class LibvirtExecutor(Executor):
         if free is not None and free < need:
             return False, "%d MiB free, %d MiB needed" % (free // MIB, need // MIB)
         try:
-            group = self._group(self._source_domain(record))
-            if group:
-                for dom in call("listing the domains of %s" % host, dest.conn.listAllDomains, 0):
-                    if self._group(dom) == group:
-                        return False, "anti-affinity group %r already has %s there" % (group, dom.name())
+            clash = _group_clash(self._source_domain(record), dest, host)
+            if clash:
+                return False, clash
         except LibvirtError as err:
             # A group that cannot be read is not "no group": the host is not used rather than risk it.
             return False, "its anti-affinity could not be checked there: %s" % err.msg
         return True, None
 
-    @staticmethod
-    def _group(dom):
-        """The anti-affinity group of ``dom``; None when it has none (or is gone). Other libvirt errors raise."""
-        if dom is None:
-            return None
-        try:
-            metadata = domain_metadata(dom)
-        except NotFound:
-            return None
-        return parse_policy(metadata).get("anti_affinity")
+
+def holders(record, source):
+    """Every host beside ``source`` that could hold the domain: its destination, earlier ones, the planned one."""
+    hosts = [record.get("destination")] + [h.get("destination") for h in record.get("history") or []] \
+        + [record.get("planned_destination")]
+    out = []
+    for host in hosts:
+        if host and host not in out and host != source:
+            out.append(host)
+    return out
+
+
+def anti_affinity_group(dom):
+    """The anti-affinity group of ``dom``; None when it has none (or is gone). Other libvirt errors raise."""
+    if dom is None:
+        return None
+    try:
+        metadata = domain_metadata(dom)
+    except NotFound:
+        return None
+    return parse_policy(metadata).get("anti_affinity")
+
+
+def _group_clash(source_dom, dest, host):
+    """Why ``host`` (``dest``) breaks the anti-affinity of the source's domain, or None; libvirt errors raise."""
+    group = anti_affinity_group(source_dom)
+    if group:
+        for dom in call("listing the domains of %s" % host, dest.conn.listAllDomains, 0):
+            if anti_affinity_group(dom) == group:
+                return "anti-affinity group %r already has %s there" % (group, dom.name())
+    return None
 
 
 def _where(state):

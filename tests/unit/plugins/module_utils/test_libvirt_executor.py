@@ -59,11 +59,11 @@ def executor(source_dom, dest_domains):
 
 
 def test_group_lookup_tells_no_group_from_an_error():
-    assert executors.LibvirtExecutor._group(Dom("a")) is None
-    assert executors.LibvirtExecutor._group(Dom("a", error=libvirt_error(libvirt.VIR_ERR_NO_DOMAIN))) is None
-    assert executors.LibvirtExecutor._group(Dom("a", POLICY)) == "db"
+    assert executors.anti_affinity_group(Dom("a")) is None
+    assert executors.anti_affinity_group(Dom("a", error=libvirt_error(libvirt.VIR_ERR_NO_DOMAIN))) is None
+    assert executors.anti_affinity_group(Dom("a", POLICY)) == "db"
     with pytest.raises(LibvirtError):
-        executors.LibvirtExecutor._group(Dom("a", error=libvirt_error(libvirt.VIR_ERR_INTERNAL_ERROR, "rpc")))
+        executors.anti_affinity_group(Dom("a", error=libvirt_error(libvirt.VIR_ERR_INTERNAL_ERROR, "rpc")))
 
 
 def test_a_host_whose_group_members_cannot_be_read_is_not_taken():
