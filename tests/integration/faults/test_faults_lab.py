@@ -29,7 +29,7 @@ from conftest import (SUMMARY_TABLES, boots, corruptions, heartbeats, labctl, op
                       wait_for, where)
 from migrate_helpers import MIGRATION_ADDRESSES, Background, guest, remove_guest, unique
 from migrate_helpers import prepared  # a fixture, used by name; noqa: F401; pylint: disable=unused-import
-from watch import Watcher
+from watch import Watcher, jobs_command
 
 SOURCE, DESTINATION = "hv1", "hv2"
 # 256 MiB guests rewriting 32 MiB at 4 MiB/s, over 100 Mbit/s (~12 MiB/s): a first pass of
@@ -147,8 +147,7 @@ def precopy_in_flight(name):
 
 
 # Prints "busy" while a guest on the host has a job (a migration) under way.
-JOBS_UNDER_WAY = ("virsh -q list --name | while read d; do [ -n \"$d\" ] && virsh domjobinfo $d | "
-                  "grep -Eq '^Job type: +(Bounded|Unbounded)' && echo busy; done; true")
+JOBS_UNDER_WAY = jobs_command()
 
 
 def settled():
