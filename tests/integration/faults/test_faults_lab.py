@@ -158,11 +158,11 @@ def settled():
 
 
 def reported_place(result):
-    """(runs on the source, present on the destination) as the module's failure reported it, or None."""
+    """(runs on the source, present on the destination) as the module's result reports it (its
+    ``where`` on failure, ``state`` on success), or None when it does not say."""
     where_ = result.get("where") or result.get("state")
     if not where_:
-        # Refused before anything was started.
-        return (True, False) if "Nothing was changed" in (result.get("msg") or "") else None
+        return None
     return where_["source"].get("state") == "running", bool(where_["destination"].get("present"))
 
 
