@@ -34,12 +34,12 @@ ALLOWED = {
     ("playbooks/tasks/evacuate.yml", "evacuate_domain_pattern", "'.*'"): "a filter that lets every domain through",
     ("playbooks/tasks/evacuate.yml", "evacuate_report_dir", "evacuate_local_dir"): "the host's journal directory",
     ("playbooks/tasks/evacuate_run.yml", "evacuate_on_failure",
-     "'replace' if evacuate_replacement_hosts | default(evacuate_candidates | default([])) else 'retry'"):
-        "replace when there is a host to replace with",
-    ("playbooks/tasks/evacuate_run.yml", "evacuate_replacement_hosts", "evacuate_candidates | default([])"):
-        "every candidate destination",
-    ("playbooks/tasks/evacuate_run.yml", "evacuate_source_throughput_mib_s", "evacuate_measured_mib_s | default(none)"):
-        "what was measured",
+     "'replace' if evacuate_replacement_hosts | default(evacuate_candidates | default([])) else 'retry'"): (
+         "replace when there is a host to replace with"),
+    ("playbooks/tasks/evacuate_run.yml", "evacuate_replacement_hosts", "evacuate_candidates | default([])"): (
+        "every candidate destination"),
+    ("playbooks/tasks/evacuate_run.yml", "evacuate_source_throughput_mib_s", "evacuate_measured_mib_s | default(none)"): (
+        "what was measured"),
 }
 USE = re.compile(r"\b(%s)\s*\|\s*default\(" % "|".join(sorted(DECLARED, key=len, reverse=True)))
 
