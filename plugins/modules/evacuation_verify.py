@@ -50,9 +50,11 @@ options:
     type: list
     elements: dict
   started:
-    description: With O(restore) - the registered C(results) of the task that started domains again (C(rc), C(stderr), C(item)).
-    type: list
-    elements: dict
+    description:
+      - With O(restore) - the registered result of the M(virtops.migration.domain_start) task that started again the
+        domains shut down in place (its RV(virtops.migration.domain_start#module:problems), or its C(msg) when it
+        failed).
+    type: dict
 seealso:
   - module: virtops.migration.evacuate
   - module: virtops.migration.restore_plan

@@ -398,8 +398,11 @@ state:
   type: dict
 where:
   description:
-    - On failure after something was started - where the domain is now, in the same form as RV(state).
-  returned: on failure of a migration
+    - On failure, once the domain was found - where the domain is now, in the same form as RV(state). When the task
+      was refused before anything started (a failed check), that is where it was found, unchanged; otherwise both hosts
+      are read again after the failure (a libvirt connection that broke is opened again first). Missing only when
+      even that read failed - the message says what happened.
+  returned: on failure, once the domain was found
   type: dict
 """
 

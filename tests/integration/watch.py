@@ -16,6 +16,13 @@ from conftest import ADDRESSES, HYPERVISORS, KNOWN_HOSTS, SSH_KEY
 VIRSH_LISTING = "virsh -q 'list --all; echo ---; list --all --persistent --name'"
 
 
+def jobs_command(prefix=""):
+    """A shell command that prints the running guests (named ``prefix``*) that have a job
+    (a migration under way) on the host it runs on."""
+    return ("for d in $(virsh -q list --name); do case $d in %s*) virsh domjobinfo $d | "
+            "grep -Eq '^Job type: +(Bounded|Unbounded)' && echo $d;; esac; done; true" % prefix)
+
+
 def parse_listing(out):
     """(running, paused, persistent) names from VIRSH_LISTING's output."""
     states, _sep, persistent = out.partition("---")
@@ -120,22 +127,27 @@ class Watcher(threading.Thread):
             self.errors.extend(errors)
             return
         self.polls += 1
+        suspects = []
         for name in self.guests:
             problem, seen = self._judge(name, out)
             if not seen["running"] and seen["paused"]:
                 self.switchovers += 1
-            if not problem:
-                continue
-            if problem != "runs nowhere":
-                # The hosts' listings are taken in parallel but not at one instant: tens of ms apart,
-                # more when a daemon is busy. A move that undefines the source and then defines the
-                # destination within that skew can show on both. A state that really holds is still
-                # there when the hosts are listed again at once; one gone by then is kept apart.
-                again, errors = list_every_host(control=self.control)
-                if errors or self._judge(name, again)[0] != problem:
-                    self.unconfirmed.append(dict(seen, at=time.time(), guest=name, problem=problem))
-                    continue
-            self.violations.append(dict(seen, at=time.time(), guest=name, problem=problem))
+            if problem == "runs nowhere":
+                self.violations.append(dict(seen, at=time.time(), guest=name, problem=problem))
+            elif problem:
+                suspects.append((name, problem, seen))
+        if not suspects:
+            return
+        # The hosts' listings are taken in parallel but not at one instant: tens of ms apart, more
+        # when a daemon is busy. A move that undefines the source and then defines the destination
+        # within that skew can show on both. A state that really holds is still there when the
+        # hosts are listed again at once (one listing for all the suspects); one gone by then is
+        # kept apart.
+        again, errors = list_every_host(control=self.control)
+        for name, problem, seen in suspects:
+            confirmed = not errors and self._judge(name, again)[0] == problem
+            (self.violations if confirmed else self.unconfirmed).append(
+                dict(seen, at=time.time(), guest=name, problem=problem))
 
     def _judge(self, name, out):
         """(the problem of one listing of every host for ``name``, or None; where it was seen)."""

@@ -120,19 +120,21 @@ def restore_plan(host, journal, facts, move_back=True, silent=()):
     return dict(moves=moves, starts=starts, problems=problems)
 
 
-def restore_problems(host, plan, facts, moved=(), started=()):
+def restore_problems(host, plan, facts, moved=(), started=None):
     """What did not come back: the plan's problems, failed attempts, and where each domain is now.
 
-    ``moved`` and ``started`` are the registered results of the tasks that moved the domains
-    back and started them (each with its ``item``).
+    ``moved`` is the registered results of the task that moved the domains back (each with its
+    ``item``), ``started`` the registered result of the domain_start task that started the
+    others again.
     """
     problems = list(plan.get("problems") or [])
     for run in moved:
         if run.get("failed"):
             problems.append("%s: %s" % (run["item"]["domain"], run.get("msg", "failed")))
-    for run in started:
-        if run.get("rc", 1) != 0:
-            problems.append("%s: %s" % (run["item"], run.get("stderr", "not started")))
+    if started:
+        if started.get("failed"):
+            problems.append("the domains shut down in place were not started: %s" % started.get("msg", "failed"))
+        problems += started.get("problems") or []
     names = [move["domain"] for move in plan.get("moves") or []] + list(plan.get("starts") or [])
     for name in names:
         for where in facts:
@@ -172,7 +174,7 @@ def run_evacuation_verify(module):
         records = params["evacuation"].get("domains") or []
         problems = evacuation_problems(source, records, facts, empty=params["empty"])
         return dict(changed=False, problems=problems, failures=failures(records))
-    problems = restore_problems(source, params["restore"], facts, params["moved"] or [], params["started"] or [])
+    problems = restore_problems(source, params["restore"], facts, params["moved"] or [], params["started"])
     return dict(changed=False, problems=problems, failures=[])
 
 
@@ -191,7 +193,7 @@ EVACUATION_VERIFY_ARGUMENT_SPEC = argument_spec(
     empty=dict(type="bool", default=False),
     restore=dict(type="dict"),
     moved=dict(type="list", elements="dict"),
-    started=dict(type="list", elements="dict"),
+    started=dict(type="dict"),
 )
 EVACUATION_VERIFY_RULES = dict(
     required_one_of=[("evacuation", "restore")],

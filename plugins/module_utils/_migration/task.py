@@ -21,7 +21,14 @@ import time
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bindings import libvirt
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import ConnectionSettings, local_address_of, open_hypervisor
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain_ops import persist_where_it_runs, state_of
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import LibvirtError, MigrationFailed, ParameterError, call
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
+    LibvirtError,
+    MigrationFailed,
+    ParameterError,
+    PrecheckFailed,
+    VirtopsError,
+    call,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._migration.cold import ColdMigration
 from ansible_collections.virtops.migration.plugins.module_utils._migration.live import LiveMigration
 from ansible_collections.virtops.migration.plugins.module_utils._migration.plan import MigrationChecks
@@ -164,6 +171,27 @@ class MigrateTask(object):
             completed_by=None,
         )
         before = dict(source=_state_dict(src_state, self.src), destination=_state_dict(dst_state, self.dst))
+        try:
+            return self._act(decision, result, before, src_state, dst_state)
+        except VirtopsError as err:
+            self._say_where(err, before)
+            raise
+
+    def _say_where(self, err, before):
+        """Give every failure after the domain was found RV(where): what the failure read, else
+        ``before`` when it was refused before anything started, else a fresh read of both hosts
+        (none when even that fails: the message says what happened)."""
+        if "where" in err.details:
+            return
+        if isinstance(err, PrecheckFailed):
+            err.details["where"] = before
+            return
+        try:
+            err.details["where"] = self.where_now()[0]
+        except VirtopsError:
+            pass
+
+    def _act(self, decision, result, before, src_state, dst_state):
         if decision.action == NONE:
             result["state"] = before
             result["diff"] = dict(before=before, after=before)

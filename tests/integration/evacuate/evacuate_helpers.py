@@ -18,7 +18,7 @@ from conftest import (
     labctl,
     ssh,
 )
-from watch import placement_of
+from watch import jobs_command, placement_of
 
 ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
 JOURNAL_DIR = "/var/lib/virtops-migration/evacuations"
@@ -129,8 +129,7 @@ def placement():
 
 
 # Names of our running guests on a host that have a job (a migration) under way, as virsh sees it.
-VIRSH_JOBS = ("for d in $(virsh -q list --name); do case $d in %s*) "
-              "virsh domjobinfo $d | grep -Eq '^Job type: +(Bounded|Unbounded)' && echo $d;; esac; done; true" % PREFIX)
+VIRSH_JOBS = jobs_command(PREFIX)
 
 
 def wait_for_migrations_to_end(host, timeout=300):

@@ -283,6 +283,9 @@ def test_rerun_after_success_changes_nothing(fleet):
 
 # --- 4. restore --------------------------------------------------------------------------------
 
+START_AGAIN = "Start again the domains the evacuation shut down in place, once no other hypervisor runs them"
+
+
 def test_restore_brings_every_guest_back(fleet):
     rc, report, wall = run_playbook("restore_host.yml", dict(
         restore_host="hv1", evacuate_id="ev-evac", evacuate_control_dir=fleet["control"]))
@@ -290,6 +293,9 @@ def test_restore_brings_every_guest_back(fleet):
     assert all_on("hv1", FLEET), placement()
     assert_each_runs_once(FLEET)
     assert maintenance("hv1") is None and journal("hv1", "ev-evac") is None
+    # ev-off, shut down in place, was started by domain_start once hv2 and hv3 said they do not run it.
+    starts = task_results(report, START_AGAIN, "hv1")
+    assert [run.get("started") for run in starts] == [["ev-off"]], starts
     print("restore: %.1f s" % wall)
     again_rc, again, _wall = run_playbook("restore_host.yml", dict(
         restore_host="hv1", evacuate_id="ev-evac", evacuate_control_dir=fleet["control"]))

@@ -29,7 +29,7 @@ from conftest import (SUMMARY_TABLES, boots, corruptions, heartbeats, labctl, op
                       wait_for, where)
 from migrate_helpers import MIGRATION_ADDRESSES, Background, guest, remove_guest, unique
 from migrate_helpers import prepared  # a fixture, used by name; noqa: F401; pylint: disable=unused-import
-from watch import Watcher
+from watch import Watcher, jobs_command
 
 SOURCE, DESTINATION = "hv1", "hv2"
 # 256 MiB guests rewriting 32 MiB at 4 MiB/s, over 100 Mbit/s (~12 MiB/s): a first pass of
@@ -147,8 +147,7 @@ def precopy_in_flight(name):
 
 
 # Prints "busy" while a guest on the host has a job (a migration) under way.
-JOBS_UNDER_WAY = ("virsh -q list --name | while read d; do [ -n \"$d\" ] && virsh domjobinfo $d | "
-                  "grep -Eq '^Job type: +(Bounded|Unbounded)' && echo busy; done; true")
+JOBS_UNDER_WAY = jobs_command()
 
 
 def settled():
@@ -159,11 +158,11 @@ def settled():
 
 
 def reported_place(result):
-    """(runs on the source, present on the destination) as the module's failure reported it, or None."""
+    """(runs on the source, present on the destination) as the module's result reports it (its
+    ``where`` on failure, ``state`` on success), or None when it does not say."""
     where_ = result.get("where") or result.get("state")
     if not where_:
-        # Refused before anything was started.
-        return (True, False) if "Nothing was changed" in (result.get("msg") or "") else None
+        return None
     return where_["source"].get("state") == "running", bool(where_["destination"].get("present"))
 
 

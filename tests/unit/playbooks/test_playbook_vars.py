@@ -1,17 +1,14 @@
 """The playbooks' variables: one declaration (playbooks/vars/argument_specs.yml), checked before anything changes.
 
-Each bad variable below goes through what playbooks/tasks/check_vars.yml does - Ansible's own
-ArgumentSpecValidator (what validate_argument_spec runs), then that file's assertions, evaluated
-with Ansible's templating - and must be refused with a message that names it (issue 11).
+Each bad variable below goes through what playbooks/tasks/check_vars.yml does (the action
+virtops.migration.playbook_vars: Ansible's own ArgumentSpecValidator, then the bounds and patterns)
+and must be refused with a message that names it (issue 11).
 """
 
 import os
-import sys
 
 import pytest
 import yaml
-
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.report_files import FORMATS as REPORT_FORMATS
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation import journal as _journal
@@ -26,9 +23,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs
     POLICIES,
     UNCHECKED_PAIRS,
 )
-
-sys.path.insert(0, os.path.dirname(__file__))
-from templating import templating  # noqa: E402
+from ansible_collections.virtops.migration.plugins.plugin_utils._playbook_vars import check, declared
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -40,39 +35,12 @@ def load(path):
 
 DECLARED = load("playbooks/vars/argument_specs.yml")
 SPECS = DECLARED["virtops_playbook_argument_specs"]
-CHECKS = dict((task["name"], task) for task in load("playbooks/tasks/check_vars.yml"))
-
-
-def expression(text):
-    """A task's expression, with the vars lookup as the 'vars' mapping it reads (no plugin loader here)."""
-    text = text.strip().replace("lookup('ansible.builtin.vars', item.key)", "vars[item.key]")
-    return text.replace("lookup('ansible.builtin.vars', item)", "vars[item]")
 
 
 def refusal(entries, variables):
-    """What check_vars.yml says of ``variables`` (None: accepted)."""
-    spec = {}
-    for entry in entries:
-        spec.update(SPECS[entry])
-    result = ArgumentSpecValidator(spec).validate(dict((k, v) for k, v in variables.items() if k in spec))
-    if result.error_messages:
-        return "; ".join(result.error_messages)
-    context = dict(DECLARED, check_vars_entries=list(entries), **variables)
-    for name in ("Refuse a string where a list is wanted", "Check that the numbers are within their bounds",
-                 "Check the strings that must follow a pattern"):
-        task = CHECKS[name]
-        with templating(dict(context, vars=context)) as evaluate:
-            items = evaluate(expression(task["loop"]))
-        for item in items:
-            with templating(dict(context, vars=context, item=item)) as evaluate:
-                when = task.get("when")
-                if when and not evaluate(expression(when), conditional=True):
-                    continue
-                that = task["ansible.builtin.assert"]["that"]
-                for condition in (that if isinstance(that, list) else [that]):
-                    if not evaluate(expression(condition), conditional=True):
-                        return evaluate(expression(task["ansible.builtin.assert"]["fail_msg"]))
-    return None
+    """What virtops.migration.playbook_vars (tasks/check_vars.yml) says of ``variables`` (None: accepted)."""
+    _values, problems = check(declared(SPECS, entries), variables)
+    return "; ".join(problems) if problems else None
 
 
 PLAYBOOK_CASES = [
@@ -120,22 +88,23 @@ def test_good_playbook_variables_pass():
 
 def test_the_declaration_agrees_with_the_modules():
     # Bounds of the variables that pass a module option on are that option's bounds.
-    for name, bounds in DECLARED["virtops_playbook_bounds"].items():
+    for name, declaration in [item for section in SPECS.values() for item in section.items()]:
         option = name[len("evacuate_"):]
-        if name.startswith("evacuate_") and option in BOUNDS:
-            assert tuple(bounds) == BOUNDS[option], name
+        if name.startswith("evacuate_") and option in BOUNDS and "bounds" in declaration:
+            assert tuple(declaration["bounds"]) == BOUNDS[option], name
     evacuate = SPECS["evacuate"]
     for name, choices in (("on_failure", ON_FAILURE), ("postcopy", POSTCOPY_CHOICES),
                           ("timeout_action", TIMEOUT_ACTIONS), ("copy_storage", COPY_STORAGE),
                           ("live_fallback", LIVE_FALLBACKS), ("do_not_migrate_default", POLICIES),
                           ("unchecked_pairs", UNCHECKED_PAIRS)):
         assert tuple(evacuate["evacuate_" + name]["choices"]) == tuple(choices), name
-    assert DECLARED["virtops_playbook_patterns"]["evacuate_id"] == _journal._ID_RE.pattern
+    assert evacuate["evacuate_id"]["pattern"] == _journal._ID_RE.pattern
     assert tuple(evacuate["evacuate_report_formats"]["choices"]) == tuple(sorted(REPORT_FORMATS))
-    # Every bound and pattern belongs to a declared variable.
-    declared = set().union(*SPECS.values())
-    assert set(DECLARED["virtops_playbook_bounds"]) <= declared
-    assert set(DECLARED["virtops_playbook_patterns"]) <= declared
+    # Every default is what its own declaration accepts.
+    for section in SPECS:
+        spec = SPECS[section]
+        defaults = dict((name, d["default"]) for name, d in spec.items() if "default" in d and "{{" not in str(d["default"]))
+        assert check(spec, defaults)[1] == [], section
 
 
 def test_every_playbook_checks_its_variables_first():

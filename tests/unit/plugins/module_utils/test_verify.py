@@ -94,10 +94,14 @@ def test_restore_problems():
                 hv3=[dom("c")])
     moved = [dict(item=dict(domain="a"), failed=False), dict(item=dict(domain="c"), failed=True, msg="refused"),
              dict(item=dict(domain="b"), failed=True)]
-    started = [dict(item="s", rc=0), dict(item="u", rc=1, stderr="no such domain"), dict(item="v")]
+    started = dict(started=["s"], problems=["u is not defined on hv1", "v not started on hv1: it runs on hv2"])
     assert restore_problems("hv1", plan, now, moved, started) == [
-        "x: lost", "c: refused", "b: failed", "u: no such domain", "v: not started",
+        "x: lost", "c: refused", "b: failed", "u is not defined on hv1", "v not started on hv1: it runs on hv2",
         "b is shut off on hv1", "c is not on hv1", "c is still on hv3 (running)"]
+    # The start task itself failed (its connection, say): that is said, and where each domain is.
+    assert restore_problems("hv1", dict(starts=["s"]), facts(hv1=[dom("s", "shutoff")]), (),
+                            dict(failed=True, msg="cannot reach hv1")) == [
+        "the domains shut down in place were not started: cannot reach hv1", "s is shut off on hv1"]
     assert restore_problems("hv1", dict(moves=[dict(domain="a")]), facts(hv1=[dom("a")], hv2=[])) == []
 
 

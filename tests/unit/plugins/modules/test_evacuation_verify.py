@@ -47,7 +47,7 @@ def test_the_restore_round_trip(run):
     assert plan["rc"] == 0 and not plan["changed"]
     assert plan["moves"] == [{"domain": "a", "from": "hv2", "state": "running"}] and plan["starts"] == ["s"]
     out = run(evacuation_verify, source="hv1", hosts=FACTS, restore=plan,
-              moved=[dict(item=dict(domain="a"), failed=True, msg="refused")], started=[dict(item="s", rc=0)])
+              moved=[dict(item=dict(domain="a"), failed=True, msg="refused")], started=dict(started=["s"], problems=[]))
     assert out["problems"] == ["a: refused", "a is not on hv1", "a is still on hv2 (running)", "s is shut off on hv1"]
 
 

@@ -355,7 +355,22 @@ def test_local_disk_without_copy_storage_is_a_blocker(run):
         out = run(world, check_mode=check_mode)
         assert out["rc"] == 1 and "copy_storage" in out["msg"] and "Nothing was changed" in out["msg"]
         assert any(c["passed"] is False for c in out["checks"])
+        # Refused before anything started: where it was found, unchanged.
+        assert out["where"]["source"]["state"] == "running" and not out["where"]["destination"]["present"]
     assert world.migrations == []
+
+
+def test_a_libvirt_error_in_the_checks_still_says_where_the_domain_is(run, monkeypatch):
+    world = World()
+    world.hv1.add("mig-a", UUID)
+
+    def refuse(*args):
+        raise error(libvirt.VIR_ERR_INTERNAL_ERROR, "unexpected failure in the bindings")
+
+    monkeypatch.setattr(world.hv1.domains[UUID], "XMLDesc", refuse)
+    out = run(world)
+    assert out["rc"] == 1 and "unexpected failure" in out["msg"]
+    assert out["where"]["source"]["state"] == "running" and not out["where"]["destination"]["present"]
 
 
 def test_copy_storage_needs_a_pool_on_the_destination(run):
