@@ -380,16 +380,16 @@ BOUNDS = dict(
     bandwidth_seconds=(1, 60),
     dirty_rate_seconds=(0, 600),  # 0 skips the sampling
     certificate_min_days=(0, 3650),
+    # upgrade_plan's own options
+    max_hosts_per_wave=(1, 10000),
+    bandwidth_mib_s=(0.001, 10 ** 7),
+    upgrade_seconds=(0, 10 ** 6),
 )
 
 
-def check_bounds(params, bounds=None):
-    """Refuse any numeric option of ``params`` that is not a finite number within its BOUNDS.
-
-    ``bounds``: another table of the same form instead, for a module that keeps the bounds of
-    options only it has beside its entry point; the refusal reads the same.
-    """
-    for name, (low, high) in (BOUNDS if bounds is None else bounds).items():
+def check_bounds(params):
+    """Refuse any numeric option of ``params`` that is not a finite number within its BOUNDS."""
+    for name, (low, high) in BOUNDS.items():
         value = params.get(name)
         if value is None:
             continue

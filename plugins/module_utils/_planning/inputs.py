@@ -121,7 +121,7 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _number(where, key, value, allow_zero=True, optional=False):
+def checked_number(where, key, value, allow_zero=True, optional=False):
     if value is None and optional:
         return None
     if not _is_number(value) or value < 0 or (value == 0 and not allow_zero) or math.isnan(value):
@@ -146,7 +146,7 @@ def _text(where, key, value, optional=False):
     return value
 
 
-def _mapping(where, value):
+def checked_mapping(where, value):
     if not isinstance(value, dict):
         raise ParameterError("%s must be a dictionary, not %s" % (where, type(value).__name__))
     return value
@@ -164,15 +164,15 @@ class PlanOptions(object):
         merged.update((k, v) for k, v in params.items() if v is not None)
         where = "options"
         for key in ("memory_overcommit", "vcpu_overcommit"):
-            _number(where, key, merged[key], allow_zero=False)
-        _number(where, "reserved_memory_mib", merged["reserved_memory_mib"])
+            checked_number(where, key, merged[key], allow_zero=False)
+        checked_number(where, "reserved_memory_mib", merged["reserved_memory_mib"])
         for key in ("max_parallel_per_source", "max_parallel_per_destination"):
             value = merged[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ParameterError("%s must be an integer >= 1, not %r" % (key, value))
-        _number(where, "bandwidth_budget_mib_s", merged["bandwidth_budget_mib_s"], allow_zero=False, optional=True)
+        checked_number(where, "bandwidth_budget_mib_s", merged["bandwidth_budget_mib_s"], allow_zero=False, optional=True)
         for key in ("assumed_dirty_rate_mib_s", "setup_seconds", "shutdown_seconds"):
-            _number(where, key, merged[key])
+            checked_number(where, key, merged[key])
         ladder = Ladder.from_params(merged)
         for key, choices in (("unchecked_pairs", UNCHECKED_PAIRS), ("do_not_migrate_default", POLICIES),
                              ("live_fallback", LIVE_FALLBACKS)):
@@ -208,9 +208,9 @@ class SourceDomain(object):
         return dict(domain=self.name, uuid=self.uuid)
 
 
-def _source_domain(host, index, raw, default_policy):
+def source_domain(host, index, raw, default_policy):
     where = "hosts.%s.domains[%d]" % (host, index)
-    _mapping(where, raw)
+    checked_mapping(where, raw)
     dom = SourceDomain()
     dom.name = _text(where, "name", raw.get("name"))
     where = "hosts.%s.domains[%d] (%s)" % (host, index, dom.name)
@@ -219,21 +219,21 @@ def _source_domain(host, index, raw, default_policy):
     if dom.state not in DOMAIN_STATES:
         raise ParameterError("%s: state must be one of %s, not %r" % (where, ", ".join(DOMAIN_STATES), dom.state))
     dom.persistent = _bool(where, "persistent", raw.get("persistent"), default=True)
-    dom.memory = _number(where, "memory_mib", raw.get("memory_mib"))
-    dom.vcpus = _number(where, "vcpus", raw.get("vcpus"))
-    dom.dirty_rate = _number(where, "dirty_rate_mib_s", raw.get("dirty_rate_mib_s"), optional=True)
+    dom.memory = checked_number(where, "memory_mib", raw.get("memory_mib"))
+    dom.vcpus = checked_number(where, "vcpus", raw.get("vcpus"))
+    dom.dirty_rate = checked_number(where, "dirty_rate_mib_s", raw.get("dirty_rate_mib_s"), optional=True)
     dom.shared_storage = _bool(where, "shared_storage", raw.get("shared_storage"), default=True)
     disk_bytes = raw.get("local_disk_bytes")
     if disk_bytes is None and not dom.shared_storage:
         raise ParameterError("%s: local_disk_bytes is required when shared_storage is false" % where)
-    dom.disk_mib = 0.0 if dom.shared_storage else _number(where, "local_disk_bytes", disk_bytes) / float(MIB)
+    dom.disk_mib = 0.0 if dom.shared_storage else checked_number(where, "local_disk_bytes", disk_bytes) / float(MIB)
     blockers = raw.get("blockers")
     blockers = [] if blockers is None else blockers
     if not isinstance(blockers, list) or not all(isinstance(b, str) for b in blockers):
         raise ParameterError("%s: blockers must be a list of strings" % where)
     dom.blockers = blockers
     labels = raw.get("labels")
-    labels = _mapping(where + ": labels", {} if labels is None else labels)
+    labels = checked_mapping(where + ": labels", {} if labels is None else labels)
     dom.group = _text(where, "labels.anti_affinity", labels.get("anti_affinity"), optional=True)
     policy = labels.get("do_not_migrate")
     if policy is True:
@@ -256,15 +256,15 @@ def host_capacity(committable_mib, vcpus_total, memory_overcommit, vcpu_overcomm
 def _bad_host_capacity(name, raw):
     """Raise ParameterError naming what is wrong with a host's memory and CPU facts, if anything."""
     where = "hosts.%s" % name
-    total = _number(where, "memory_total_mib", raw.get("memory_total_mib"))
-    committable = _number(where, "memory_committable_mib", raw.get("memory_committable_mib"))
+    total = checked_number(where, "memory_total_mib", raw.get("memory_total_mib"))
+    committable = checked_number(where, "memory_committable_mib", raw.get("memory_committable_mib"))
     if committable > total:
         raise ParameterError("%s: memory_committable_mib (%s) exceeds memory_total_mib (%s)"
                              % (where, committable, total))
-    _number(where, "vcpus_total", raw.get("vcpus_total"))
+    checked_number(where, "vcpus_total", raw.get("vcpus_total"))
 
 
-def _domains(name, raw):
+def host_domains(name, raw):
     domains = raw.get("domains")
     if domains is None:
         return []
@@ -276,15 +276,15 @@ def _domains(name, raw):
 def _bad_destination_domain(host, index, raw):
     """Raise ParameterError naming what is wrong with a destination's domain, if anything."""
     where = "hosts.%s.domains[%d]" % (host, index)
-    _mapping(where, raw)
+    checked_mapping(where, raw)
     if raw.get("state") not in DOMAIN_STATES:
         raise ParameterError("%s: state must be one of %s, not %r"
                              % (where, ", ".join(DOMAIN_STATES), raw.get("state")))
     _bool(where, "persistent", raw.get("persistent"), default=True)
-    _number(where, "memory_mib", raw.get("memory_mib"))
-    _number(where, "vcpus", raw.get("vcpus"))
+    checked_number(where, "memory_mib", raw.get("memory_mib"))
+    checked_number(where, "vcpus", raw.get("vcpus"))
     labels = raw.get("labels")
-    labels = _mapping(where + ": labels", {} if labels is None else labels)
+    labels = checked_mapping(where + ": labels", {} if labels is None else labels)
     _text(where, "labels.anti_affinity", labels.get("anti_affinity"), optional=True)
 
 
@@ -311,7 +311,7 @@ _STATE_SET = frozenset(DOMAIN_STATES)
 _NUMBER_TYPES = (int, float)
 
 
-def _note_member(members, host, domain):
+def note_member(members, host, domain):
     """Remember a member of a group on ``host``: the first by name, whatever the input order."""
     known = members.get(host)
     if host not in members or (domain is not None and (known is None or domain < known)):
@@ -344,14 +344,14 @@ def _host_usage(name, domains, count_shutoff, wanted_groups, group_hosts):
             if labels:
                 group = labels.get("anti_affinity")
                 if group is not None and group in wanted_groups:
-                    _note_member(group_hosts[group], name, dom.get("name"))
+                    note_member(group_hosts[group], name, dom.get("name"))
     if (mem_used.__class__ not in _NUMBER_TYPES or cpu_used.__class__ not in _NUMBER_TYPES
             or math.isnan(mem_used) or math.isnan(cpu_used)):
         raise TypeError()
     return mem_used, cpu_used
 
 
-def _index_destinations(source, hosts, opts, groups):
+def index_destinations(source, hosts, opts, groups):
     """Destinations with their used capacity, and where members of ``groups`` already are.
 
     One pass over every domain of every candidate destination - the only part of a plan
@@ -384,10 +384,10 @@ def _index_destinations(source, hosts, opts, groups):
         except (AttributeError, KeyError, TypeError, ValueError):
             # The slow checks name what is wrong.
             where = "hosts.%s" % name
-            _mapping(where, raw)
+            checked_mapping(where, raw)
             _bool(where, "maintenance", raw.get("maintenance", False))
             _bad_host_capacity(name, raw)
-            _domains(name, raw)
+            host_domains(name, raw)
             raise ParameterError("%s is malformed" % where) from None
         if in_maintenance:
             maintenance.append(name)
@@ -408,7 +408,7 @@ def _index_destinations(source, hosts, opts, groups):
     return destinations, maintenance, excluded, group_hosts
 
 
-def _index_prechecks(source, prechecks, names):
+def index_prechecks(source, prechecks, names):
     """{domain name: {destination: the worst pre-check of that pair}} for this source."""
     out = {}
     if prechecks is None:
@@ -417,7 +417,7 @@ def _index_prechecks(source, prechecks, names):
         raise ParameterError("prechecks must be a list")
     for index, raw in enumerate(prechecks):
         where = "prechecks[%d]" % index
-        _mapping(where, raw)
+        checked_mapping(where, raw)
         for key in ("domain", "source", "destination"):
             _text(where, key, raw.get(key))
         verdict = raw.get("verdict")
@@ -426,8 +426,8 @@ def _index_prechecks(source, prechecks, names):
         reasons = raw.get("reasons") or []
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
             raise ParameterError("%s: reasons must be a list of strings" % where)
-        _number(where, "predicted_seconds", raw.get("predicted_seconds"), optional=True)
-        _number(where, "predicted_downtime_ms", raw.get("predicted_downtime_ms"), optional=True)
+        checked_number(where, "predicted_seconds", raw.get("predicted_seconds"), optional=True)
+        checked_number(where, "predicted_downtime_ms", raw.get("predicted_downtime_ms"), optional=True)
         if raw.get("converges") is not None:
             _bool(where, "converges", raw.get("converges"))
         escalation = raw.get("escalation")

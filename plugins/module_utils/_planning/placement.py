@@ -37,13 +37,13 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors 
 from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import (
     DEFAULT_BANDWIDTH_MIB_S,
     LIVE,
-    _domains,
-    _index_destinations,
-    _index_prechecks,
-    _mapping,
-    _note_member,
-    _number,
-    _source_domain,
+    host_domains,
+    index_destinations,
+    index_prechecks,
+    checked_mapping,
+    note_member,
+    checked_number,
+    source_domain,
     PlanOptions,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._planning.index import DestinationIndex
@@ -59,18 +59,18 @@ class _Planner(object):
     def __init__(self, source, hosts, prechecks, opts):
         self.source = source
         self.opts = opts
-        _mapping("hosts", hosts)
+        checked_mapping("hosts", hosts)
         if not isinstance(source, str) or source not in hosts:
             raise ParameterError("source %r is not in hosts" % (source,))
-        raw = _mapping("hosts.%s" % source, hosts[source])
-        measured = _number("hosts.%s" % source, "migration_bandwidth_mib_s", raw.get("migration_bandwidth_mib_s"),
+        raw = checked_mapping("hosts.%s" % source, hosts[source])
+        measured = checked_number("hosts.%s" % source, "migration_bandwidth_mib_s", raw.get("migration_bandwidth_mib_s"),
                            allow_zero=False, optional=True)
         self.budget_assumed = opts.bandwidth_budget_mib_s is None and measured is None
         self.budget = float(opts.bandwidth_budget_mib_s or measured or DEFAULT_BANDWIDTH_MIB_S)
         self.domains = []
         names = {}
-        for index, item in enumerate(_domains(source, raw)):
-            dom = _source_domain(source, index, item, opts.do_not_migrate_default)
+        for index, item in enumerate(host_domains(source, raw)):
+            dom = source_domain(source, index, item, opts.do_not_migrate_default)
             if dom.name in names:
                 raise ParameterError("hosts.%s: two domains are named %r" % (source, dom.name))
             names[dom.name] = dom.name
@@ -80,9 +80,9 @@ class _Planner(object):
         self.by_name = dict((d.name, d) for d in self.domains)
         groups = set(d.group for d in self.domains if d.group is not None)
         (self.destinations, self.maintenance, self.excluded,
-         self.group_hosts) = _index_destinations(source, hosts, opts, groups)
+         self.group_hosts) = index_destinations(source, hosts, opts, groups)
         self.unknown_excluded = sorted(h for h in opts.exclude if h not in hosts)
-        self.prechecks = _index_prechecks(source, prechecks, names)
+        self.prechecks = index_prechecks(source, prechecks, names)
         if opts.unchecked_pairs == "auto":
             # Unchecked pairs are allowed only when this evacuation was not pre-checked at all.
             self.allow_unchecked = not any(isinstance(p, dict) and p.get("source") == source for p in prechecks)
@@ -158,7 +158,7 @@ class _Planner(object):
             dest.mem_used += dom.memory
             dest.cpu_used += dom.vcpus
         if dom.group is not None:
-            _note_member(self.group_hosts[dom.group], dest.name, dom.name)
+            note_member(self.group_hosts[dom.group], dest.name, dom.name)
         self.generation += 1
         if self.index is not None:
             self.index.update(dest)
