@@ -122,6 +122,14 @@ class Hypervisor(object):
         except libvirt.libvirtError:
             return False
 
+    def reopen_if_broken(self, wait_s):
+        """When the connection broke (its daemon went away), open it again, for up to ``wait_s``
+        seconds (see reopen); whether it had broken. Domains looked up before must be looked up again."""
+        if self.alive():
+            return False
+        self.reopen(wait_s)
+        return True
+
     def reopen(self, wait_s):
         """Open the connection again after it broke (its daemon restarted, say), trying for up to
         ``wait_s`` seconds; raise HypervisorUnreachable when the daemon stays away."""

@@ -115,11 +115,9 @@ class MigrateTask(object):
         try:
             return self._read_both()
         except LibvirtError:
-            broken = [hyp for hyp in (self.src, self.dst) if not hyp.alive()]
-            if not broken:
+            reopened = [hyp.reopen_if_broken(RECONNECT_WAIT_S) for hyp in (self.src, self.dst)]
+            if not any(reopened):
                 raise
-        for hyp in broken:
-            hyp.reopen(RECONNECT_WAIT_S)
         return self._read_both()
 
     def _read_both(self):
