@@ -64,7 +64,7 @@ class _Planner(object):
             raise ParameterError("source %r is not in hosts" % (source,))
         raw = checked_mapping("hosts.%s" % source, hosts[source])
         measured = checked_number("hosts.%s" % source, "migration_bandwidth_mib_s", raw.get("migration_bandwidth_mib_s"),
-                           allow_zero=False, optional=True)
+                                  allow_zero=False, optional=True)
         self.budget_assumed = opts.bandwidth_budget_mib_s is None and measured is None
         self.budget = float(opts.bandwidth_budget_mib_s or measured or DEFAULT_BANDWIDTH_MIB_S)
         self.domains = []
