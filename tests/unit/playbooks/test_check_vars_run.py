@@ -3,7 +3,8 @@ wins over it, an extra var over both, a bad value stops the play before its next
 is written to the fact cache (a later run's inventory must win).
 
 The collection is found as Ansible finds it in the lab: ANSIBLE_COLLECTIONS_PATH=.tmp/collections (`make collection`,
-which tests/unit/conftest.py does too).
+which tests/unit/conftest.py does too); run from an installed collection (the tarball stage), the tree it is
+installed in.
 """
 
 import json
@@ -14,7 +15,9 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-COLLECTIONS = os.path.join(REPO, ".tmp", "collections")
+INSTALLED = os.path.dirname(os.path.dirname(os.path.dirname(REPO)))
+COLLECTIONS = (INSTALLED if REPO.endswith(os.path.join("ansible_collections", "virtops", "migration"))
+               else os.path.join(REPO, ".tmp", "collections"))
 CHECK_VARS = os.path.join(COLLECTIONS, "ansible_collections", "virtops", "migration", "playbooks", "tasks",
                           "check_vars.yml")
 PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
