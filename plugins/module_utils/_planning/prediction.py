@@ -10,9 +10,9 @@
 - predict_migration(): one live migration - pre-copy rounds at a bandwidth, and each rung
   of the escalation ladder (the migrate module's, in the same order) with what it predicts.
 - predict_cold(): a cold move - shut down (when running), copy the local disks, define.
-- simulate(): an evacuation's schedule - migrations started in priority order under
-  per-source and per-destination concurrency limits, with one bandwidth budget shared by
-  the migrations that run at the same time; returns when each starts and finishes.
+
+An evacuation's schedule (which move starts when, under the concurrency limits and one
+shared bandwidth budget) is in schedule.py, beside the rule the evacuation obeys.
 
 Units: memory and disks in MiB, bandwidth and dirty rates in MiB/s, times in seconds,
 downtimes in milliseconds.
@@ -25,8 +25,6 @@ evacuation never finishes faster than everything it sends divided by the budget.
 
 from __future__ import annotations
 
-import heapq
-
 from ansible_collections.virtops.migration.plugins.module_utils._migration.escalation import (
     MAX_THROTTLE,
     PROGRESS_RATIO,
@@ -36,7 +34,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migration.escal
     STEP_POSTCOPY,
     STEP_PRECOPY,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, PlanningError
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
 
 # Connecting, starting QEMU on the destination, and (after the switch-over) persisting the
@@ -226,97 +224,3 @@ def predict_cold(disk_mib, bandwidth_mib_s, running, setup_seconds=DEFAULT_SETUP
     copy_s = float(disk_mib) / bandwidth_mib_s if disk_mib else 0.0
     seconds = float(setup_seconds) + copy_s + (float(shutdown_seconds) if running else 0.0)
     return seconds, (seconds * 1000.0 if running else 0.0)
-
-
-class Job(object):
-    """One migration to schedule.
-
-    ``duration(bandwidth)`` gives its seconds at a bandwidth share. ``sends`` is False for
-    a move that sends nothing (a definition only): it takes a slot but no bandwidth.
-    ``exclusive`` marks a migration that converges only with the whole budget: it starts
-    when nothing else runs, and nothing starts beside it.
-    """
-
-    __slots__ = ("key", "destination", "sends", "exclusive", "duration")
-
-    def __init__(self, key, destination, duration, sends=True, exclusive=False):
-        self.key = key
-        self.destination = destination
-        self.duration = duration
-        self.sends = sends
-        self.exclusive = exclusive
-
-
-def simulate(jobs, budget_mib_s, max_per_source, max_per_destination):
-    """Run ``jobs`` (in priority order) through the concurrency limits and the budget.
-
-    A job starts as soon as a source slot and a slot on its destination are free, in
-    priority order (a job held back by its destination does not hold back the jobs after
-    it). Its bandwidth is fixed when it starts: the free budget divided by the number of
-    jobs that could run beside it (free source slots, waiting jobs that send), so the jobs
-    running together never exceed the budget and each job gets at least
-    budget / min(max_per_source, jobs that send).
-
-    Returns {key: dict(order, wave, start, finish, bandwidth)}; ``wave`` numbers the
-    instants at which jobs start.
-    """
-    waiting = sorted(jobs, key=lambda j: not j.exclusive)  # stable: exclusive ones first
-    waiting_senders = sum(1 for j in waiting if j.sends and not j.exclusive)
-    running = []  # heap of (finish, order, job, bandwidth)
-    per_destination = {}
-    used = 0.0
-    now = 0.0
-    order = 0
-    wave = 0
-    exclusive_running = False
-    out = {}
-    eps = 1e-9
-    while waiting or running:
-        started = False
-        if not exclusive_running:
-            index = 0
-            while index < len(waiting) and len(running) < max_per_source:
-                job = waiting[index]
-                if per_destination.get(job.destination, 0) >= max_per_destination:
-                    index += 1
-                    continue
-                if job.exclusive:
-                    if running:
-                        break  # wait until everything before it has finished
-                    share = budget_mib_s if job.sends else 0.0
-                elif job.sends:
-                    free = budget_mib_s - used
-                    if free <= eps * budget_mib_s:
-                        index += 1
-                        continue
-                    share = free / min(max_per_source - len(running), waiting_senders)
-                    waiting_senders -= 1
-                else:
-                    share = 0.0
-                del waiting[index]
-                seconds = float(job.duration(share))
-                if not started:
-                    started = True
-                    wave += 1
-                order += 1
-                used += share
-                per_destination[job.destination] = per_destination.get(job.destination, 0) + 1
-                heapq.heappush(running, (now + seconds, order, job, share))
-                out[job.key] = dict(order=order, wave=wave, start=now, finish=now + seconds, bandwidth=share)
-                if job.exclusive:
-                    exclusive_running = True
-                    break
-        if not running:
-            if waiting:
-                raise PlanningError("the schedule is stuck with %d jobs waiting (a bug in the planner)" % len(waiting))
-            break
-        now = running[0][0]
-        while running and running[0][0] <= now + eps:
-            _finish, _order, job, share = heapq.heappop(running)
-            used -= share
-            per_destination[job.destination] -= 1
-            if job.exclusive:
-                exclusive_running = False
-        if used < eps:
-            used = 0.0
-    return out

@@ -11,15 +11,19 @@ A move starts when a source slot and a slot on its destination are free; one hel
 by its destination (or by a retry delay) does not hold back those after it; an exclusive
 move runs alone; shutdowns in place start once no migration is left.
 
-Step 5 of an evacuation plan is here too: schedule_moves() predicts each placed move's
-start and finish by that rule, and finish_shutdowns() puts the shutdowns in place last.
+Step 5 of an evacuation plan is here too: simulate() runs timed jobs through that rule
+and one shared bandwidth budget, schedule_moves() predicts each placed move's start and
+finish with it, and finish_shutdowns() puts the shutdowns in place last.
 """
 
 from __future__ import annotations
 
+import heapq
+
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import PlanningError
 from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import COLD, LIVE, SHUTDOWN
 from ansible_collections.virtops.migration.plugins.module_utils._planning.modes import dirty_rate, new_move, sends
-from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import Job, ladder_rank, predict_cold, predict_migration, simulate
+from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import ladder_rank, predict_cold, predict_migration
 
 
 class Slot(object):
@@ -36,13 +40,34 @@ class Slot(object):
         return "Slot(%s -> %s, %s%s)" % (self.name, self.destination, self.mode, ", exclusive" if self.exclusive else "")
 
 
-def startable(queue, running, per_source, per_destination, now):
+class Job(Slot):
+    """One move to time: a Slot with its duration.
+
+    ``duration(bandwidth)`` gives its seconds at a bandwidth share. ``sends`` is False for
+    a move that sends nothing (a definition only): it takes a slot but no bandwidth.
+    ``exclusive`` marks a migration that converges only with the whole budget: it starts
+    when nothing else runs, and nothing starts beside it.
+    """
+
+    def __init__(self, key, destination, duration, sends=True, exclusive=False, mode=LIVE):
+        super(Job, self).__init__(key, destination, mode, exclusive)
+        self.duration = duration
+        self.sends = sends
+
+    @property
+    def key(self):
+        return self.name
+
+
+def startable(queue, running, per_source, per_destination, now, admit=None):
     """The moves of ``queue`` (in start order) to start now, beside ``running``.
 
     As the planner's schedule: a move starts when a source slot and a slot on its
     destination are free; one held back by its destination (or by a retry delay) does
     not hold back those after it; an exclusive move starts only when nothing runs, and
     nothing starts beside it; shutdowns in place start once no migration is left.
+    ``admit(slot, active)``, when given, may hold back a move that passed those limits
+    (the planner's bandwidth budget); a move it admits starts.
     """
     active = list(running)
     if any(slot.exclusive for slot in active):
@@ -64,14 +89,91 @@ def startable(queue, running, per_source, per_destination, now):
         elif per_dest.get(slot.destination, 0) >= per_destination:
             continue
         if slot.exclusive:
-            if not active:
+            if not active and (admit is None or admit(slot, active)):
                 chosen.append(slot)
             break
+        if admit is not None and not admit(slot, active):
+            continue
         chosen.append(slot)
         active.append(slot)
         if slot.destination is not None:
             per_dest[slot.destination] = per_dest.get(slot.destination, 0) + 1
     return chosen
+
+
+class _Budget(object):
+    """The bandwidth budget shared by the jobs that run together (simulate's admission rule).
+
+    A job's share is fixed when it starts: the free budget divided by the number of jobs
+    that could run beside it (free source slots, waiting jobs that send), so the jobs
+    running together never exceed the budget and each gets at least
+    budget / min(max_per_source, jobs that send). An exclusive job gets all of it.
+    """
+
+    EPS = 1e-9
+
+    def __init__(self, budget_mib_s, max_per_source, jobs):
+        self.total = budget_mib_s
+        self.max_per_source = max_per_source
+        self.used = 0.0
+        self.waiting_senders = sum(1 for job in jobs if job.sends and not job.exclusive)
+        self.share = {}
+
+    def admit(self, job, active):
+        if not job.sends:
+            share = 0.0
+        elif job.exclusive:
+            share = self.total
+        else:
+            free = self.total - self.used
+            if free <= self.EPS * self.total:
+                return False
+            share = free / min(self.max_per_source - len(active), self.waiting_senders)
+            self.waiting_senders -= 1
+        self.used += share
+        self.share[job.key] = share
+        return True
+
+    def release(self, job):
+        self.used -= self.share[job.key]
+        if self.used < self.EPS:
+            self.used = 0.0
+
+
+def simulate(jobs, budget_mib_s, max_per_source, max_per_destination):
+    """Run ``jobs`` (in priority order) through startable() and the bandwidth budget.
+
+    Exclusive jobs go first. Jobs start by the evacuation's own rule (startable), and
+    each gets its share of the budget when it starts (_Budget).
+
+    Returns {key: dict(order, wave, start, finish, bandwidth)}; ``wave`` numbers the
+    instants at which jobs start.
+    """
+    waiting = sorted(jobs, key=lambda j: not j.exclusive)  # stable: exclusive ones first
+    budget = _Budget(budget_mib_s, max_per_source, waiting)
+    running = []  # heap of (finish, order, job)
+    now = 0.0
+    order = 0
+    wave = 0
+    out = {}
+    while waiting or running:
+        chosen = startable(waiting, [entry[2] for entry in running], max_per_source, max_per_destination,
+                           now, admit=budget.admit)
+        if chosen:
+            wave += 1
+        for job in chosen:
+            waiting.remove(job)
+            share = budget.share[job.key]
+            order += 1
+            seconds = float(job.duration(share))
+            heapq.heappush(running, (now + seconds, order, job))
+            out[job.key] = dict(order=order, wave=wave, start=now, finish=now + seconds, bandwidth=share)
+        if not running:
+            raise PlanningError("the schedule is stuck with %d jobs waiting (a bug in the planner)" % len(waiting))
+        now = running[0][0]
+        while running and running[0][0] <= now + _Budget.EPS:
+            budget.release(heapq.heappop(running)[2])
+    return out
 
 
 def _duration_of(plan, details, dom, mode, dest):
@@ -107,7 +209,7 @@ def _duration_of(plan, details, dom, mode, dest):
 
 
 def schedule_moves(plan, placed):
-    """Time the ``placed`` moves (prediction.simulate) and add them to ``plan.moves``.
+    """Time the ``placed`` moves (simulate) and add them to ``plan.moves``.
 
     Exclusive migrations first, then longest first, under the concurrency limits and the
     shared bandwidth budget. ``plan`` is the planner's state (placement._Planner).
@@ -119,7 +221,8 @@ def schedule_moves(plan, placed):
     ordered = []
     for dom, mode, why, exclusive, dest in placed:
         sending = sends(dom, mode)
-        job = Job(dom.name, dest, _duration_of(plan, details, dom, mode, dest), sends=sending, exclusive=exclusive)
+        job = Job(dom.name, dest, _duration_of(plan, details, dom, mode, dest), sends=sending, exclusive=exclusive,
+                  mode=mode)
         nominal = job.duration(plan.budget / max(1, opts.max_parallel_per_source)) if sending else 0.0
         ordered.append((-nominal, dom.name, job))
     ordered.sort(key=lambda item: item[:2])

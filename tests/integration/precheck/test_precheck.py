@@ -2,11 +2,15 @@
 
 Each case makes the incompatibility for real on a lab host (KVM taken away, a device no
 migration can carry, a shaped link, a certificate file replaced) and checks the verdict;
-nothing may have moved afterwards (virsh on every host).
+nothing may have moved afterwards (virsh on every host). playbooks/precheck.yml runs as a
+user runs it, and its JSON report is read from the file it writes.
 """
 
 import datetime
 import ipaddress
+import json
+import os
+import subprocess
 import time
 
 import pytest
@@ -16,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from conftest import labctl, run_module, ssh, wait_for, where
+from conftest import INVENTORY, REPO, ansible_env, labctl, run_module, ssh, wait_for, where
 
 MODULE = "virtops.migration.precheck"
 MIGRATION = {"hv1": "198.18.1.11", "hv2": "198.18.1.12", "hv3": "198.18.1.13"}
@@ -223,3 +227,37 @@ def test_one_unreachable_destination_blocks_only_its_pairs(guests):
     assert pair(result, "pc-idle", "198.18.0.99")["verdict"] == "block"
     assert "cannot reach 198.18.0.99" in pair(result, "pc-idle", "198.18.0.99")["reasons"][0]
     assert pair(result, "pc-idle", "hv2")["verdict"] in ("ok", "warn")
+
+
+def precheck_playbook(extra):
+    """Run playbooks/precheck.yml as a user runs it; return (rc, its JSON output)."""
+    argv = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", INVENTORY,
+            os.path.join(REPO, "playbooks", "precheck.yml"), "-e", json.dumps(extra)]
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ansible_env(),
+                          timeout=900, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_precheck_playbook_writes_every_pair_and_moves_nothing(guests, tmp_path):
+    before = {name: where(name) for name in guests}
+    rc, out = precheck_playbook({"precheck_host": "hv1", "precheck_domains": ["pc-idle", "pc-local"],
+                                 "precheck_report_dir": str(tmp_path), "evacuate_iperf3_port": 5212,
+                                 "evacuate_dirty_rate_seconds": 1})
+    assert rc == 0, out[-3000:]
+    with open(os.path.join(str(tmp_path), "hv1.json")) as handle:
+        report = json.load(handle)
+    assert report["source"] == "hv1" and sorted(report["destinations"]) == ["hv2", "hv3"]
+    pairs = sorted((r["domain"], r["destination"]) for r in report["results"])
+    assert pairs == [("pc-idle", "hv2"), ("pc-idle", "hv3"), ("pc-local", "hv2"), ("pc-local", "hv3")]
+    assert all(r["verdict"] in ("ok", "warn") for r in report["results"]), report["results"]
+    # The throughput was measured to each destination (iperf3 on its migration address).
+    assert sorted(report["bandwidth"]) == ["hv2", "hv3"] and all(v > 0 for v in report["bandwidth"].values())
+    assert {name: where(name) for name in guests} == before
+
+
+def test_precheck_playbook_refuses_a_bad_variable_before_it_starts(guests, tmp_path):
+    rc, out = precheck_playbook({"precheck_host": "hv1", "precheck_domains": "pc-idle",
+                                 "precheck_report_dir": str(tmp_path)})
+    assert rc != 0 and "precheck_domains" in out, out[-3000:]
+    assert "Traceback" not in out
+    assert os.listdir(str(tmp_path)) == []

@@ -23,10 +23,12 @@ ALLOWED = {
     ("playbooks/evacuate_host.yml", "evacuate_group", "'hypervisors'"): "a play's hosts",
     ("playbooks/restore_host.yml", "evacuate_group", "'hypervisors'"): "a play's hosts",
     ("playbooks/rolling_upgrade.yml", "evacuate_group", "'hypervisors'"): "a play's hosts",
+    ("playbooks/precheck.yml", "evacuate_group", "'hypervisors'"): "a play's hosts",
     ("playbooks/rolling_upgrade.yml", "rolling_upgrade_group", "evacuate_group | default('hypervisors')"): "a play's hosts",
     ("playbooks/rolling_upgrade.yml", "rolling_upgrade_batch", "1"): "the play's serial, before any task runs",
     ("playbooks/evacuate_host.yml", "evacuate_host", "[]"): "a play's hosts: no host when it is not named",
     ("playbooks/restore_host.yml", "restore_host", "[]"): "a play's hosts: no host when it is not named",
+    ("playbooks/precheck.yml", "precheck_host", "[]"): "a play's hosts: no host when it is not named",
     # Not the option's default but what the run found: unset means "every domain" (the filter lets all through),
     # "every candidate destination", "what was measured", a path under the host's journal directory.
     ("playbooks/tasks/evacuate.yml", "evacuate_domains",

@@ -102,11 +102,8 @@ def test_a_pool_that_cannot_be_rescanned_is_judged_as_listed_not_a_traceback():
 
 def test_planning_errors_belong_to_the_family():
     from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, PlanningError
-    from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import (
-        Job,
-        predict_migration,
-        simulate,
-    )
+    from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import predict_migration
+    from ansible_collections.virtops.migration.plugins.module_utils._planning.schedule import Job, simulate
     with pytest.raises(ParameterError):
         predict_migration(1024, 0, -1)
     # No slot on any destination: the schedule cannot make progress, which is a planner bug, reported as one.

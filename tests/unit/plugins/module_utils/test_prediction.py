@@ -14,14 +14,13 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors 
 from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import (
     MAX_THROTTLE,
     POSTCOPY_SWITCH_MS,
-    Job,
     Ladder,
     ladder_rank,
     precopy_rounds,
     predict_cold,
     predict_migration,
-    simulate,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._planning.schedule import Job, simulate
 
 
 # --- pre-copy ----------------------------------------------------------------------
