@@ -160,7 +160,19 @@ def test_escalation_makes_it_converge(run):
     assert [e["step"] for e in out["escalations"]] == ["max_downtime", "max_downtime"]
     assert [e["value"] for e in out["escalations"]] == [1000, 2000]
     assert out["completed_by"] == "max_downtime"
-    assert ("downtime", 300) in src.calls
+    # The initial limit is set before the job starts; the steps while it runs.
+    assert [c for c in src.calls if c[0].startswith("downtime")] == [
+        ("downtime before the job", 300), ("downtime", 1000), ("downtime", 2000)]
+    assert where(world) == {"hv2": (RUNNING, True)}
+
+
+def test_the_initial_max_downtime_is_set_once_the_job_runs_where_libvirt_wants_a_job_first(run, monkeypatch):
+    world = World(Scenario(complete=lambda job: job.downtime == 120))
+    src = world.hv1.add("mig-a", UUID)
+    monkeypatch.setattr(type(src), "downtime_needs_job", True)
+    out = run(world, max_downtime=120)
+    assert out["rc"] == 0, out
+    assert [c for c in src.calls if c[0].startswith("downtime")] == [("downtime", 120)]
     assert where(world) == {"hv2": (RUNNING, True)}
 
 
