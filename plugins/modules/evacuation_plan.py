@@ -309,8 +309,24 @@ moves:
       description: Converges only with the whole budget, so it runs alone.
       type: bool
       returned: always
+    priority:
+      description: The domain's C(priority) label (0 when unset); higher priorities are scheduled first.
+      type: int
+      returned: always
+    max_downtime_ms:
+      description:
+        - The domain's C(max_downtime) label, null when unset. Its live migration's downtime limit and escalation
+          steps stay at or below it (the prediction and the evacuation both).
+      type: int
+      returned: always
+    label_sources:
+      description: Where each of the domain's labels came from - C(inventory) or C(metadata) (M(virtops.migration.host_info)).
+      type: dict
+      returned: always
     warnings:
-      description: The pre-check's C(warn) reasons for the pair, and blocking devices of a cold move to check.
+      description:
+        - The pre-check's C(warn) reasons for the pair, blocking devices of a cold move to check, and a pre-check's
+          predicted downtime above the domain's C(max_downtime) label.
       type: list
       elements: str
       returned: always
@@ -359,6 +375,10 @@ skipped_domains:
     reason:
       description: What the policy means for it.
       type: str
+      returned: always
+    label_sources:
+      description: Where each of the domain's labels came from - C(inventory) or C(metadata).
+      type: dict
       returned: always
 unplaceable:
   description: Domains that cannot be moved, with every reason.

@@ -19,7 +19,8 @@ description:
     whether the host is in maintenance, and every domain with its state, size, CPU definition, disks
     (shared or local), devices that block live migration, persistence and migration labels.
   - Migration labels come from the domain's libvirt metadata (namespace C(urn:virtops:migration:1), elements
-    C(anti_affinity) and C(do_not_migrate)) and from O(labels), which wins.
+    C(anti_affinity), C(do_not_migrate), C(priority) and C(max_downtime)) and from O(labels), which wins key by
+    key; RV(host_info.domains[].label_sources) says where each came from.
   - The result is the per-host input of M(virtops.migration.evacuation_plan).
 author:
   - virtops.migration contributors (!UNKNOWN)
@@ -48,7 +49,11 @@ options:
       - Each value is a dictionary with the optional keys C(anti_affinity) (a group name - no two domains of one
         group on one host) and C(do_not_migrate) (C(skip), C(cold) or C(shutdown) - what an evacuation does
         with the domain instead of a live migration; C(true) for the planner's
-        O(virtops.migration.evacuation_plan#module:do_not_migrate_default)).
+        O(virtops.migration.evacuation_plan#module:do_not_migrate_default)), C(priority) (a whole number from
+        -1000 to 1000, 0 when unset - an evacuation starts the domains of higher priority first) and
+        C(max_downtime) (milliseconds, 1 to 600000 - the longest the domain may be paused when a live migration
+        switches over; its migration's downtime never escalates above it).
+      - A key set to null leaves the metadata's value.
     type: dict
     default: {}
   certificates:
@@ -202,7 +207,10 @@ host_info:
           type: list
           elements: str
         labels:
-          description: C(anti_affinity) and C(do_not_migrate), from metadata and O(labels).
+          description: C(anti_affinity), C(do_not_migrate), C(priority) and C(max_downtime), from metadata and O(labels).
+          type: dict
+        label_sources:
+          description: For each label that is set, where it came from - C(inventory) (O(labels)) or C(metadata).
           type: dict
         label_problems:
           description: Labels that are not understood (for example an unknown policy).

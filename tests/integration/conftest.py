@@ -36,11 +36,16 @@ def labctl(*args, check=True, env=None, timeout=600):
     return result
 
 
-def ssh(host, command, check=True, timeout=120):
-    """Run a shell command on a lab host over SSH, as root, checking its host key."""
-    argv = ["ssh", "-i", SSH_KEY, "-o", "UserKnownHostsFile=" + KNOWN_HOSTS, "-o", "StrictHostKeyChecking=yes",
+def ssh_argv(host, command):
+    """The ssh command line that runs a shell command on a lab host, as root, checking its host key."""
+    return ["ssh", "-i", SSH_KEY, "-o", "UserKnownHostsFile=" + KNOWN_HOSTS, "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
             "root@" + ADDRESSES[host], command]
+
+
+def ssh(host, command, check=True, timeout=120):
+    """Run a shell command on a lab host over SSH, as root, checking its host key."""
+    argv = ssh_argv(host, command)
     result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise AssertionError("on %s, %r failed (%d): %s%s" % (host, command, result.returncode, result.stdout,

@@ -48,7 +48,10 @@ TRANSITIONS = {
 
 # Keys of a plan's move that the record keeps (the planner's RETURN documents them).
 PLAN_KEYS = ("uuid", "mode", "order", "wave", "exclusive", "memory_mib", "local_disk_mib", "state",
-             "predicted_seconds", "predicted_downtime_ms", "escalation", "bandwidth_mib_s")
+             "predicted_seconds", "predicted_downtime_ms", "escalation", "bandwidth_mib_s", "priority",
+             "max_downtime_ms")
+# Plan keys whose null means something (no ceiling): a new plan's null replaces an earlier value.
+NULLABLE_PLAN_KEYS = ("max_downtime_ms",)
 # What the evacuation records of the attempts, at their initial value.
 RUN_FIELDS = dict(attempts=0, history=list, started_at=None, finished_at=None, seconds=None, downtime_ms=None,
                   total_ms=None, bytes_sent=None, memory_bytes=None, average_mib_s=None, escalations=list,
@@ -106,7 +109,7 @@ class MoveRecord(dict):
     def replan(self, move):
         """Take a new plan's ``move`` for a domain that is not done and not in flight."""
         for key in PLAN_KEYS:
-            if move.get(key) is not None:
+            if move.get(key) is not None or key in NULLABLE_PLAN_KEYS:
                 self[key] = move.get(key)
         self["planned_destination"] = move.get("destination")
         # A failed post-copy migration is finished only where the other half of its memory is.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from ansible_collections.virtops.migration.plugins.module_utils._facts.labels import label_problem
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
     CONNECTION_ARGUMENT_SPEC,
     ConnectionSettings,
@@ -165,6 +166,9 @@ class EvacuationRequest(object):
                 # 0 for a move that sends nothing (a cold move of a domain on shared storage): the plan's own output.
                 bandwidth_mib_s=_number(move, "bandwidth_mib_s", where),
             )
+            problem = label_problem("max_downtime", move.get("max_downtime_ms"))
+            if problem is not None:
+                raise ParameterError("%s: %s" % (where, problem.replace("max_downtime", "max_downtime_ms", 1)))
             out.append(clean)
         out.sort(key=lambda m: (m["order"], m["domain"]))
         return out
@@ -193,6 +197,10 @@ class EvacuationRequest(object):
             planned = max(1, int(record["bandwidth_mib_s"] + 0.5))
             bandwidth = planned if bandwidth is None else min(bandwidth, planned)
         params["bandwidth"] = bandwidth
+        if record.get("max_downtime_ms") is not None:
+            # The domain's own ceiling (its max_downtime label): no rung of its ladder allows more.
+            ladder = self.ladder.capped(record["max_downtime_ms"])
+            params.update(max_downtime=ladder.max_downtime, max_downtime_steps=list(ladder.max_downtime_steps))
         return params
 
     def migration_request(self, record, destination, settings=None):

@@ -22,6 +22,8 @@ import xml.etree.ElementTree as ET
 
 from ansible_collections.virtops.migration.plugins.module_utils._facts.certificates import DEFAULT_CERTIFICATES, read_certificates
 from ansible_collections.virtops.migration.plugins.module_utils._facts.labels import (
+    LABEL_BOUNDS,
+    LABEL_KEYS,
     check_inventory_labels,
     inventory_labels_for,
     merge_labels,
@@ -37,6 +39,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._module import E
 # Where a domain's migration policy lives in its libvirt metadata:
 #   <metadata><vo:policy xmlns:vo="urn:virtops:migration:1">
 #     <vo:anti_affinity>db</vo:anti_affinity><vo:do_not_migrate>skip</vo:do_not_migrate>
+#     <vo:priority>10</vo:priority><vo:max_downtime>200</vo:max_downtime>
 #   </vo:policy></metadata>
 METADATA_NS = "urn:virtops:migration:1"
 
@@ -101,8 +104,12 @@ def parse_host_model(text):
 
 
 def parse_policy(metadata_xml):
-    """Labels from the domain's virtops metadata element (as libvirt returns it)."""
-    labels = {"anti_affinity": None, "do_not_migrate": None}
+    """Labels from the domain's virtops metadata element (as libvirt returns it).
+
+    Numbers (priority, max_downtime) are read as whole numbers; text that is not one is
+    kept as it is, for merge_labels to report.
+    """
+    labels = dict.fromkeys(LABEL_KEYS)
     if not metadata_xml:
         return labels
     root = ET.fromstring(metadata_xml)
@@ -110,8 +117,9 @@ def parse_policy(metadata_xml):
         node = root.find("{%s}%s" % (METADATA_NS, key))
         if node is None:
             node = root.find(key)
-        if node is not None and (node.text or "").strip():
-            labels[key] = node.text.strip()
+        text = (node.text or "").strip() if node is not None else ""
+        if text:
+            labels[key] = int(text) if key in LABEL_BOUNDS and re.match(r"^-?[0-9]+$", text) else text
     return labels
 
 
@@ -164,7 +172,7 @@ def domain_facts(dom, mounts, inventory_labels=None):
                                 dom.blockInfo, placement.disk.target)[1]
     use = guest_memory_use(name, info[1] // 1024) if status.active else (None, None)
     metadata = domain_metadata(dom)
-    labels, problems = merge_labels(parse_policy(metadata), inventory_labels)
+    labels, sources, problems = merge_labels(parse_policy(metadata), inventory_labels)
     return {
         "name": name,
         "uuid": status.uuid,
@@ -184,6 +192,7 @@ def domain_facts(dom, mounts, inventory_labels=None):
         "local_disk_bytes": local_bytes,
         "blockers": migration_blockers(xml),
         "labels": labels,
+        "label_sources": sources,
         "label_problems": problems,
         "dirty_rate_mib_s": None,
     }

@@ -14,9 +14,18 @@ from __future__ import annotations
 import fnmatch
 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
-from ansible_collections.virtops.migration.plugins.module_utils._options import DO_NOT_MIGRATE_POLICIES
+from ansible_collections.virtops.migration.plugins.module_utils._options import BOUNDS, DO_NOT_MIGRATE_POLICIES
 
 GLOB_CHARACTERS = frozenset("*?[")
+
+# The labels a domain may have, from its libvirt metadata or the inventory:
+#   anti_affinity   a group name: no two domains of a group on one host
+#   do_not_migrate  true or a policy (skip, shutdown, cold): how the domain leaves, if at all
+#   priority        a whole number, 0 when unset: higher moves first
+#   max_downtime    milliseconds the domain may be paused at the switch-over, at most: its live
+#                   migration never allows more (the escalation ladder stops below it)
+LABEL_KEYS = ("anti_affinity", "do_not_migrate", "priority", "max_downtime")
+LABEL_BOUNDS = dict(priority=(-1000, 1000), max_downtime=BOUNDS["max_downtime"])
 
 
 def inventory_labels_for(name, inventory_labels):
@@ -33,28 +42,53 @@ def inventory_labels_for(name, inventory_labels):
     return None
 
 
+def label_problem(key, value):
+    """What is wrong with one label's value (a sentence), or None when the planner can use it."""
+    if value is None:
+        return None
+    if key == "anti_affinity":
+        if not isinstance(value, str) or not value.strip():
+            return "anti_affinity must be a group name (a non-empty string) or null, not %r" % (value,)
+    elif key == "do_not_migrate":
+        if value is not True and value not in DO_NOT_MIGRATE_POLICIES:
+            return "do_not_migrate must be null, true or one of %s, not %r" % (", ".join(DO_NOT_MIGRATE_POLICIES), value)
+    else:
+        low, high = LABEL_BOUNDS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return "%s must be a whole number from %d to %d, or null, not %r" % (key, low, high, value)
+    return None
+
+
 def check_inventory_labels(inventory_labels):
     """Refuse inventory labels the planner could not use, naming the domain (or pattern) and the key."""
     for key, labels in inventory_labels.items():
-        if not isinstance(labels, dict) or set(labels) - {"anti_affinity", "do_not_migrate"}:
-            raise ParameterError("labels of %s must be a dictionary with the keys anti_affinity and do_not_migrate, "
-                                 "not %r" % (key, labels))
-        group = labels.get("anti_affinity")
-        if group is not None and (not isinstance(group, str) or not group.strip()):
-            raise ParameterError("labels of %s: anti_affinity must be a group name (a non-empty string) or null, "
-                                 "not %r" % (key, group))
-        policy = labels.get("do_not_migrate")
-        if policy is not None and policy is not True and policy not in DO_NOT_MIGRATE_POLICIES:
-            raise ParameterError("labels of %s: do_not_migrate must be null, true or one of %s, not %r"
-                                 % (key, ", ".join(DO_NOT_MIGRATE_POLICIES), policy))
+        if not isinstance(labels, dict) or set(labels) - set(LABEL_KEYS):
+            raise ParameterError("labels of %s must be a dictionary with the keys %s, not %r"
+                                 % (key, ", ".join(LABEL_KEYS), labels))
+        for name in LABEL_KEYS:
+            problem = label_problem(name, labels.get(name))
+            if problem is not None:
+                raise ParameterError("labels of %s: %s" % (key, problem))
 
 
 def merge_labels(from_metadata, from_inventory):
-    """Inventory labels win over metadata; an unknown do-not-migrate policy is an error in the facts."""
-    labels = dict(from_metadata)
-    labels.update({k: v for k, v in (from_inventory or {}).items() if v is not None})
+    """The domain's labels, where each came from, and what is wrong with them.
+
+    The inventory's labels win over the metadata's, key by key (a null in the inventory
+    leaves the metadata's value). Returns (labels, sources, problems): ``sources`` names
+    ``inventory`` or ``metadata`` for each label that is set; ``problems`` are the
+    metadata's values the planner could not use (the inventory's were refused before).
+    """
+    labels = dict.fromkeys(LABEL_KEYS)
+    sources = {}
+    for origin, given in (("metadata", from_metadata or {}), ("inventory", from_inventory or {})):
+        for key, value in given.items():
+            if value is not None:
+                labels[key] = value
+                sources[key] = origin
     problems = []
-    if labels.get("do_not_migrate") not in (None, True) + DO_NOT_MIGRATE_POLICIES:
-        problems.append("unknown do_not_migrate policy %r (one of %s)" % (
-            labels["do_not_migrate"], ", ".join(DO_NOT_MIGRATE_POLICIES)))
-    return labels, problems
+    for key in LABEL_KEYS:
+        problem = label_problem(key, labels[key])
+        if problem is not None:
+            problems.append("%s: %s" % (sources[key], problem))
+    return labels, sources, problems

@@ -108,6 +108,20 @@ class Ladder(object):
         return Ladder(self.max_downtime, self.max_downtime_steps, self.stall_iterations, self.auto_converge,
                       self.postcopy, timeout, self.timeout_action)
 
+    def capped(self, ceiling_ms):
+        """The same ladder for a domain that may be paused ``ceiling_ms`` at the most (None: no ceiling).
+
+        No rung allows more: pre-copy starts at the lower of the two, and the steps above the
+        ceiling are left out.
+        """
+        if ceiling_ms is None:
+            return self
+        max_downtime = self.max_downtime
+        if self.start_downtime > ceiling_ms:
+            max_downtime = ceiling_ms
+        return Ladder(max_downtime, [s for s in self.max_downtime_steps if s <= ceiling_ms], self.stall_iterations,
+                      self.auto_converge, self.postcopy, self.timeout, self.timeout_action)
+
     @property
     def start_downtime(self):
         """The downtime limit pre-copy starts at (ms)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from ansible_collections.virtops.migration.plugins.module_utils._facts.labels import label_problem
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import (
     QEMU_DEFAULT_DOWNTIME_MS,
@@ -197,7 +198,7 @@ class SourceDomain(object):
     """A domain of the source host, validated in full."""
 
     __slots__ = ("name", "uuid", "state", "persistent", "memory", "vcpus", "dirty_rate", "shared_storage",
-                 "disk_mib", "blockers", "group", "policy")
+                 "disk_mib", "blockers", "group", "policy", "priority", "max_downtime", "label_sources")
 
     @property
     def active(self):
@@ -244,6 +245,13 @@ def source_domain(host, index, raw, default_policy):
         raise ParameterError("%s: labels.do_not_migrate must be null, true or one of %s, not %r"
                              % (where, ", ".join(POLICIES), policy))
     dom.policy = policy
+    for key in ("priority", "max_downtime"):
+        problem = label_problem(key, labels.get(key))
+        if problem is not None:
+            raise ParameterError("%s: labels.%s" % (where, problem))
+    dom.priority = labels.get("priority") or 0
+    dom.max_downtime = labels.get("max_downtime")
+    dom.label_sources = dict(checked_mapping(where + ": label_sources", raw.get("label_sources") or {}))
     return dom
 
 

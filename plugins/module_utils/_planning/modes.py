@@ -26,7 +26,18 @@ def new_move(dom, mode, destination, reason):
     return dict(dom.identity, destination=destination, mode=mode, reason=reason, order=None, wave=None,
                 start_offset_s=None, finish_offset_s=None, predicted_seconds=None, predicted_downtime_ms=None,
                 bandwidth_mib_s=None, escalation=None, exclusive=False, state=dom.state, memory_mib=dom.memory,
-                vcpus=dom.vcpus, local_disk_mib=round(dom.disk_mib, 1), warnings=[])
+                vcpus=dom.vcpus, local_disk_mib=round(dom.disk_mib, 1), priority=dom.priority,
+                max_downtime_ms=dom.max_downtime, label_sources=dict(dom.label_sources), warnings=[])
+
+
+def skipped_entry(dom, reason):
+    """The plan's record of a domain its do_not_migrate policy leaves on the source."""
+    return dict(dom.identity, policy=dom.policy, state=dom.state, reason=reason, label_sources=dict(dom.label_sources))
+
+
+def ladder_of(dom, opts):
+    """The escalation ladder of a live migration of ``dom``: the options', below its max_downtime label."""
+    return opts.ladder.capped(dom.max_downtime)
 
 
 def classify(plan):
@@ -35,17 +46,15 @@ def classify(plan):
     for dom in plan.domains:
         policy = dom.policy
         if policy == "skip":
-            plan.skipped.append(dict(dom.identity, policy="skip", state=dom.state,
-                                     reason="do_not_migrate: skip - left on the source as it is"))
+            plan.skipped.append(skipped_entry(dom, "do_not_migrate: skip - left on the source as it is"))
             continue
         if policy == SHUTDOWN:
             if dom.active:
                 plan.moves.append(new_move(dom, SHUTDOWN, None,
                                            "do_not_migrate: shutdown - shut down on the source, not moved"))
             else:
-                plan.skipped.append(dict(dom.identity, policy=SHUTDOWN, state=dom.state,
-                                         reason="do_not_migrate: shutdown - already shut off, left defined "
-                                                "on the source"))
+                plan.skipped.append(skipped_entry(dom, "do_not_migrate: shutdown - already shut off, left defined "
+                                                       "on the source"))
             continue
         if not dom.persistent and (policy == COLD or not dom.active):
             plan.add_unplaceable(dom, ["transient domain: a cold move would lose its definition (define it "
@@ -100,16 +109,18 @@ def check_convergence(plan, to_place):
     for dom, mode, why in to_place:
         exclusive = False
         if mode == LIVE:
+            ladder = ladder_of(dom, plan.opts)
             at_least = predict_migration(dom.memory, dirty_rate(dom, plan.opts), least_share, dom.disk_mib,
-                                         plan.opts.ladder, plan.opts.setup_seconds)
+                                         ladder, plan.opts.setup_seconds)
             if not at_least["converges"]:
                 alone = predict_migration(dom.memory, dirty_rate(dom, plan.opts), plan.budget, dom.disk_mib,
-                                          plan.opts.ladder, plan.opts.setup_seconds)
+                                          ladder, plan.opts.setup_seconds)
                 if alone["converges"]:
                     exclusive = True
                 else:
-                    reason = "live migration predicted not to converge at the whole budget of %s MiB/s: %s" % (
-                        fmt(plan.budget), alone["reason"])
+                    reason = "live migration predicted not to converge at the whole budget of %s MiB/s%s: %s" % (
+                        fmt(plan.budget), "" if dom.max_downtime is None else
+                        " within its max_downtime label of %s ms" % fmt(dom.max_downtime), alone["reason"])
                     if not fallback_cold(plan, dom, reason, "; auto_converge or postcopy may make it converge"):
                         continue
                     mode, why = COLD, reason + " - moved cold instead (live_fallback=cold)"

@@ -22,7 +22,7 @@ import heapq
 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import PlanningError
 from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import COLD, LIVE, SHUTDOWN
-from ansible_collections.virtops.migration.plugins.module_utils._planning.modes import dirty_rate, new_move, sends
+from ansible_collections.virtops.migration.plugins.module_utils._planning.modes import dirty_rate, ladder_of, new_move, sends
 from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import ladder_rank, predict_cold, predict_migration
 
 
@@ -46,13 +46,15 @@ class Job(Slot):
     ``duration(bandwidth)`` gives its seconds at a bandwidth share. ``sends`` is False for
     a move that sends nothing (a definition only): it takes a slot but no bandwidth.
     ``exclusive`` marks a migration that converges only with the whole budget: it starts
-    when nothing else runs, and nothing starts beside it.
+    when nothing else runs, and nothing starts beside it. Jobs of a higher ``priority``
+    are offered a slot first.
     """
 
-    def __init__(self, key, destination, duration, sends=True, exclusive=False, mode=LIVE):
+    def __init__(self, key, destination, duration, sends=True, exclusive=False, mode=LIVE, priority=0):
         super(Job, self).__init__(key, destination, mode, exclusive)
         self.duration = duration
         self.sends = sends
+        self.priority = priority
 
     @property
     def key(self):
@@ -143,13 +145,14 @@ class _Budget(object):
 def simulate(jobs, budget_mib_s, max_per_source, max_per_destination):
     """Run ``jobs`` (in priority order) through startable() and the bandwidth budget.
 
-    Exclusive jobs go first. Jobs start by the evacuation's own rule (startable), and
-    each gets its share of the budget when it starts (_Budget).
+    Higher priority first, and within a priority exclusive jobs first. Jobs start by the
+    evacuation's own rule (startable), and each gets its share of the budget when it
+    starts (_Budget).
 
     Returns {key: dict(order, wave, start, finish, bandwidth)}; ``wave`` numbers the
     instants at which jobs start.
     """
-    waiting = sorted(jobs, key=lambda j: not j.exclusive)  # stable: exclusive ones first
+    waiting = sorted(jobs, key=lambda j: (-j.priority, not j.exclusive))  # stable: otherwise as given
     budget = _Budget(budget_mib_s, max_per_source, waiting)
     running = []  # heap of (finish, order, job)
     now = 0.0
@@ -181,14 +184,16 @@ def _duration_of(plan, details, dom, mode, dest):
     opts = plan.opts
     check = (plan.prechecks.get(dom.name) or {}).get(dest)
 
+    ladder = ladder_of(dom, opts)
+
     def duration(share):
         if mode == LIVE:
             pred = predict_migration(dom.memory, dirty_rate(dom, opts), share, dom.disk_mib,
-                                     opts.ladder, opts.setup_seconds)
+                                     ladder, opts.setup_seconds)
             if not pred["converges"]:
                 # Only exclusive jobs, predicted here before they get the whole budget.
                 pred = predict_migration(dom.memory, dirty_rate(dom, opts), plan.budget, dom.disk_mib,
-                                         opts.ladder, opts.setup_seconds)
+                                         ladder, opts.setup_seconds)
             seconds, downtime, escalation = pred["seconds"], pred["downtime_ms"], pred["escalation"]
             # A pre-check predicted this pair at its own measured bandwidth: never promise better.
             if check is not None:
@@ -211,8 +216,8 @@ def _duration_of(plan, details, dom, mode, dest):
 def schedule_moves(plan, placed):
     """Time the ``placed`` moves (simulate) and add them to ``plan.moves``.
 
-    Exclusive migrations first, then longest first, under the concurrency limits and the
-    shared bandwidth budget. ``plan`` is the planner's state (placement._Planner).
+    Higher priority first (the domains' priority labels), then exclusive migrations, then
+    longest first, under the concurrency limits and the shared bandwidth budget. ``plan`` is the planner's state (placement._Planner).
     Returns the makespan and the MiB sent.
     """
     opts = plan.opts
@@ -222,7 +227,7 @@ def schedule_moves(plan, placed):
     for dom, mode, why, exclusive, dest in placed:
         sending = sends(dom, mode)
         job = Job(dom.name, dest, _duration_of(plan, details, dom, mode, dest), sends=sending, exclusive=exclusive,
-                  mode=mode)
+                  mode=mode, priority=dom.priority)
         nominal = job.duration(plan.budget / max(1, opts.max_parallel_per_source)) if sending else 0.0
         ordered.append((-nominal, dom.name, job))
     ordered.sort(key=lambda item: item[:2])
@@ -240,6 +245,9 @@ def schedule_moves(plan, placed):
         check = (plan.prechecks.get(dom.name) or {}).get(dest)
         if check is not None and check["verdict"] == "warn":
             move["warnings"].extend("pre-check: %s" % r for r in (check.get("reasons") or []))
+        if mode == LIVE and dom.max_downtime is not None and downtime is not None and downtime > dom.max_downtime:
+            move["warnings"].append("the pre-check predicted %d ms of downtime, above its max_downtime label of %d ms: "
+                                    "the migration may not converge within it" % (downtime, dom.max_downtime))
         if mode == COLD and dom.blockers:
             move["warnings"].append("devices that block live migration (%s) must exist on %s to start it there"
                                     % (", ".join(dom.blockers), dest))

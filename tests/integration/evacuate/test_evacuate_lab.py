@@ -9,7 +9,8 @@ in order, each leaving the fleet where the next expects it:
    while a watcher polls virsh on every host: every guest runs on exactly one host and is
    persistent on at most one, at every poll;
 3. re-running after success changes nothing;
-4. restore brings every guest back;
+4. restore brings every guest back; then the inventory's priority and max_downtime labels order
+   three moves and cap one's downtime limit, and restore brings them back;
 5. an abort cancels the in-flight pre-copy migration and starts nothing new;
 6. a rolling upgrade over the three hosts completes with every guest running.
 
@@ -19,12 +20,13 @@ Other engineers' guests are never touched: every run is limited to ^ev- domains.
 
 import json
 import os
+import subprocess
 import time
 
 import pytest
 
 from conftest import (HYPERVISORS, assert_connections_survived, assert_intact_after_live_migration, heartbeats, labctl,
-                      open_connections, ssh, wait_for)
+                      open_connections, ssh, ssh_argv, wait_for)
 from evacuate_helpers import (
     IPERF3_PORT,
     MAINTENANCE_REASON,
@@ -57,7 +59,7 @@ FLEET = {
 }
 LIVE = sorted(n for n, o in FLEET.items() if not any(lab.startswith("do_not_migrate") for lab in o.get("label", [])))
 BUSY = "ev-busy"
-IDS = ["ev-check", "ev-full", "ev-evac", "ev-abort"] + ["rolling-upgrade-%s" % h for h in HYPERVISORS]
+IDS = ["ev-check", "ev-full", "ev-evac", "ev-labels", "ev-abort"] + ["rolling-upgrade-%s" % h for h in HYPERVISORS]
 
 
 @pytest.fixture(scope="module")
@@ -302,6 +304,72 @@ def test_restore_brings_every_guest_back(fleet):
     assert again_rc == 0, failure_messages(again)
     assert not any(r.get("changed") for r in task_results(again, "Move the evacuated domains back", "hv1"))
     assert all_on("hv1", FLEET)
+
+
+# --- 4b. per-VM priority and maximum downtime from the inventory ----------------------------------
+
+LABELLED = ["ev-idle-shared", "ev-idle-local", "ev-dirty-shared"]
+
+
+def qemu_started_at(host, name):
+    """When the QEMU process of ``name`` on ``host`` started (epoch seconds, 10 ms resolution), from /proc."""
+    out = ssh(host, "pid=$(pgrep -o -f -- 'guest=%s,') && awk -v btime=$(awk '/^btime/ {print $2}' /proc/stat) "
+                    "-v hz=$(getconf CLK_TCK) '{printf \"%%.2f\\n\", btime + $22 / hz}' /proc/$pid/stat" % name).stdout
+    return float(out.strip())
+
+
+def sample_max_downtime(host, name, seconds=600):
+    """Start sampling, on ``host``, the downtime limit libvirt has for ``name`` while a job of it runs.
+
+    One line per sample; the loop ends when the domain has left the host (or after ``seconds``).
+    """
+    loop = ("end=$(( $(date +%%s) + %d )); while [ $(date +%%s) -lt $end ] && virsh -q domid %s >/dev/null 2>&1; do "
+            "if virsh domjobinfo %s 2>/dev/null | grep -q '^Job type: *Unbounded'; then "
+            "virsh migrate-getmaxdowntime %s 2>/dev/null; fi; sleep 0.1; done" % (seconds, name, name, name))
+    return subprocess.Popen(ssh_argv(host, loop), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_inventory_priority_and_max_downtime_reach_the_migrations(fleet):
+    """A domain's priority label orders the moves, and its max_downtime label caps its live migration.
+
+    Checked outside the collection: the start of each guest's QEMU on its destination (/proc), and the
+    downtime limit libvirt reports for the capped guest while its migration runs (migrate-getmaxdowntime).
+    """
+    assert all_on("hv1", FLEET), placement()
+    labels = {"ev-idle-shared": {"priority": 20}, "ev-idle-local": {"priority": 10, "max_downtime": 200}}
+    extra = base(fleet, evacuate_id="ev-labels", evacuate_domains=LABELLED, evacuate_max_parallel_per_source=1,
+                 evacuate_domain_labels=labels)
+    sampler = sample_max_downtime("hv1", "ev-idle-local")
+    try:
+        rc, report, wall = run_playbook("evacuate_host.yml", extra)
+    finally:
+        samples, _err = sampler.communicate(timeout=700)
+    assert rc == 0, failure_messages(report)
+    plan = task_results(report, "Plan the evacuation", "hv1")[0]
+    moves = dict((m["domain"], m) for m in plan["moves"])
+    assert [m["domain"] for m in plan["moves"]] == LABELLED, plan["summary"]
+    assert moves["ev-idle-local"]["max_downtime_ms"] == 200 and moves["ev-dirty-shared"]["max_downtime_ms"] is None
+    assert moves["ev-idle-local"]["label_sources"] == {"priority": "inventory", "max_downtime": "inventory"}
+    assert moves["ev-dirty-shared"]["label_sources"] == {}
+    now = placement()
+    started = {}
+    for name in LABELLED:
+        assert len(now[name][0]) == 1 and now[name][0] == now[name][1] and now[name][0] != ["hv1"], (name, now[name])
+        started[name] = qemu_started_at(now[name][0][0], name)
+    # One move at a time (max_parallel_per_source 1): each destination QEMU started after the one before.
+    assert sorted(started, key=started.get) == LABELLED, started
+    limits = [int(line) for line in samples.split() if line.isdigit()]
+    assert limits, "no sample of ev-idle-local's downtime limit while it migrated"
+    # QEMU's default is 300 ms and the run's steps go up to 2000 ms: the label kept the limit at 200 ms.
+    assert set(limits) == {200}, limits
+    print("labels: %.1f s; QEMU starts %s; downtime limit samples %d, all 200 ms" % (
+        wall, dict((n, round(t - started[LABELLED[0]], 2)) for n, t in started.items()), len(limits)))
+    rc, report, _wall = run_playbook("restore_host.yml", dict(
+        restore_host="hv1", evacuate_id="ev-labels", evacuate_control_dir=fleet["control"]))
+    assert rc == 0, failure_messages(report)
+    assert all_on("hv1", FLEET), placement()
+    assert maintenance("hv1") is None
 
 
 # --- 5. abort ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ MODULE = "virtops.migration.host_info"
 def guests(lab):
     made = {
         "hi-local": ("hv1", ["--disk", "local", "--label", "anti_affinity=db", "--label", "do_not_migrate=cold",
-                             "--start"]),
+                             "--label", "priority=7", "--start"]),
         "hi-shared": ("hv1", ["--disk", "shared", "--memory", "192"]),
         "hi-plain": ("hv2", ["--start", "--vcpus", "2"]),
         # A policy in a domain's own metadata that no version knows: reported, never refused.
@@ -63,26 +63,32 @@ def test_domains_disks_labels_and_blockers(guests):
     assert local["shared_storage"] is False and local["disks"][0]["placement"] == "local"
     allocated = int(virsh_value("hv1", "virsh domblkinfo hi-local vda", "Allocation"))
     assert local["local_disk_bytes"] == allocated > 0
-    assert local["labels"] == {"anti_affinity": "db", "do_not_migrate": "cold"}
+    assert local["labels"] == {"anti_affinity": "db", "do_not_migrate": "cold", "priority": 7, "max_downtime": None}
+    assert local["label_sources"] == {"anti_affinity": "metadata", "do_not_migrate": "metadata", "priority": "metadata"}
     shared = domains["hi-shared"]
     assert shared["state"] == "shutoff" and shared["memory_mib"] == 192
     assert shared["shared_storage"] is True and shared["disks"][0]["reason"] == "network disk (nbd)"
-    assert shared["labels"] == {"anti_affinity": None, "do_not_migrate": None}
+    assert shared["labels"] == {"anti_affinity": None, "do_not_migrate": None, "priority": None, "max_downtime": None}
+    assert shared["label_sources"] == {}
     assert domains["hi-blocked"]["blockers"] == ["shared memory device (ivshmem)"]
     assert domains["hi-local"]["blockers"] == [] and domains["hi-shared"]["blockers"] == []
 
 
 def test_inventory_labels_override_metadata_and_bad_policies_are_flagged(guests):
-    labels = {"hi-local": {"do_not_migrate": "skip"}}
+    labels = {"hi-local": {"do_not_migrate": "skip", "max_downtime": 150}}
     domains = {d["name"]: d for d in run_module("hv1", MODULE, {"labels": labels})["host_info"]["domains"]}
-    assert domains["hi-local"]["labels"] == {"anti_affinity": "db", "do_not_migrate": "skip"}
+    assert domains["hi-local"]["labels"] == {"anti_affinity": "db", "do_not_migrate": "skip", "priority": 7,
+                                             "max_downtime": 150}
+    assert domains["hi-local"]["label_sources"] == {"anti_affinity": "metadata", "do_not_migrate": "inventory",
+                                                    "priority": "metadata", "max_downtime": "inventory"}
     # An unknown policy in the inventory is the operator's typo: refused before anything is read.
     refused = run_module("hv1", MODULE, {"labels": {"hi-shared": {"do_not_migrate": "delete-it"}}})
     assert refused.get("failed") is True and "host_info" not in refused
     assert "labels of hi-shared: do_not_migrate must be null, true or one of" in refused["msg"], refused["msg"]
     # One in a domain's metadata is the host's state: the facts report it (and the plan refuses it).
     odd = {d["name"]: d for d in run_module("hv3", MODULE)["host_info"]["domains"]}["hi-odd"]
-    assert "unknown do_not_migrate policy 'delete-it'" in odd["label_problems"][0]
+    assert odd["label_problems"] == ["metadata: do_not_migrate must be null, true or one of skip, cold, shutdown, "
+                                     "not 'delete-it'"]
 
 
 def test_committed_capacity_counts_only_domains_that_run(guests):

@@ -15,6 +15,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation impo
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation import executor as ev_executor
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation import report as ev_report
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation import request as ev_request
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.record import MoveRecord
 from ansible_collections.virtops.migration.plugins.module_utils._planning import schedule as ev_schedule
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     DomainStateError,
@@ -860,3 +861,33 @@ def test_a_partial_journal_is_refused_with_a_clear_message(tmp_path, change, mes
 def test_bad_evacuation_ids_are_refused(value):
     with pytest.raises(JournalError):
         validate_id(value)
+
+
+# --- a domain's max_downtime label, carried by its move ------------------------------
+
+def test_a_moves_max_downtime_caps_the_migration_it_runs():
+    labelled = dict(move("db", "hv2", 1), max_downtime_ms=400)
+    low = dict(move("rt", "hv2", 2), max_downtime_ms=100)
+    request = ev_request.EvacuationRequest(params([labelled, low, move("web", "hv3", 3)], max_downtime_steps=[500, 2000]))
+    db, rt, web = (request.migrate_params(m, m["destination"]) for m in request.moves)
+    # Pre-copy keeps QEMU's 300 ms (below 400 ms); no step above the ceiling.
+    assert (db["max_downtime"], db["max_downtime_steps"]) == (None, [])
+    assert (rt["max_downtime"], rt["max_downtime_steps"]) == (100, [])
+    assert (web["max_downtime"], web["max_downtime_steps"]) == (None, [500, 2000])
+    # The ladder the migrate module builds from them is valid as it is.
+    for item in (db, rt, web):
+        ev_request.MigrationRequest.from_params(item, "qemu+tls://hv2/system")
+
+
+@pytest.mark.parametrize("value", [0, -5, 1.5, "100", 600001, True])
+def test_a_bad_max_downtime_in_a_move_is_refused_before_anything(value):
+    with pytest.raises(ParameterError) as err:
+        ev_request.EvacuationRequest(params([dict(move("db", "hv2", 1), max_downtime_ms=value)]))
+    assert "moves[0] (db): max_downtime_ms must be a whole number from 1 to 600000" in err.value.msg
+
+
+def test_a_new_plan_without_the_label_takes_the_ceiling_away():
+    record = MoveRecord.from_plan("db", dict(move("db", "hv2", 1), max_downtime_ms=400))
+    assert record["max_downtime_ms"] == 400
+    record.replan(move("db", "hv3", 1))
+    assert record["max_downtime_ms"] is None and record["destination"] == "hv3"

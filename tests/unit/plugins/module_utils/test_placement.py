@@ -329,7 +329,8 @@ def test_an_empty_host_can_be_emptied():
 def test_policy_skip_keeps_a_running_domain_and_the_host_cannot_be_emptied():
     result = plan(dict(hv1=host(dom("a", policy="skip"), dom("b")), hv2=host()))
     assert result["skipped_domains"] == [dict(domain="a", uuid="uuid-a", policy="skip", state="running",
-                                              reason="do_not_migrate: skip - left on the source as it is")]
+                                              reason="do_not_migrate: skip - left on the source as it is",
+                                              label_sources={})]
     assert where(result, "b")["mode"] == "live"
     assert not result["can_empty"]
     assert any("Skipped by policy and still running on the source: a." == line for line in result["summary"])
@@ -866,3 +867,51 @@ def test_index_skips_subtrees_without_room_and_keeps_ties_by_name():
     # capacity (the planner's _fits refuses that one).
     assert index.best(lambda d: d.name == "none") is dests[-1]
     assert DestinationIndex([]).best(lambda d: True, 1, 1) is None
+
+
+def labelled(name, memory=4 * GIB, dirty_rate_mib_s=20.0, **labels):
+    out = dom(name, memory, dirty_rate_mib_s=dirty_rate_mib_s)
+    out["labels"].update(labels)
+    return out
+
+
+def test_a_higher_priority_moves_first_whatever_its_size():
+    hosts = dict(hv1=host(dom("big", 16 * GIB), labelled("small", 1 * GIB, priority=10), labelled("last", 8 * GIB, priority=-1),
+                          dom("mid", 8 * GIB)),
+                 hv2=host(), hv3=host(), hv4=host())
+    result = plan(hosts, max_parallel_per_source=1)
+    # Longest first within a priority, as without labels.
+    assert [m["domain"] for m in result["moves"]] == ["small", "big", "mid", "last"]
+    assert [m["priority"] for m in result["moves"]] == [10, 0, 0, -1]
+
+
+def test_max_downtime_label_caps_the_ladder_of_its_domain_only():
+    # 950 MiB/s at a 1000 MiB/s budget converges only once the downtime may reach the 1000 ms step.
+    hosts = dict(hv1=host(labelled("capped", dirty_rate_mib_s=950, max_downtime=300),
+                          labelled("roomy", dirty_rate_mib_s=950, max_downtime=2000)),
+                 hv2=host(), hv3=host())
+    result = plan(hosts, max_downtime_steps=[1000, 5000], live_fallback="cold")
+    roomy, capped = where(result, "roomy"), where(result, "capped")
+    assert roomy["mode"] == "live" and roomy["max_downtime_ms"] == 2000
+    assert roomy["escalation"] == "max_downtime" and roomy["predicted_downtime_ms"] <= 2000
+    assert capped["mode"] == "cold" and capped["max_downtime_ms"] == 300
+    assert "within its max_downtime label of 300 ms" in capped["reason"]
+    unplaced = unplaceable(plan(hosts, max_downtime_steps=[1000, 5000]), "capped")
+    assert "within its max_downtime label of 300 ms" in unplaced["reasons"][0]
+
+
+def test_the_plan_says_where_each_label_came_from():
+    source = labelled("a", priority=3)
+    source["label_sources"] = {"priority": "inventory"}
+    result = plan(dict(hv1=host(source), hv2=host()))
+    assert where(result, "a")["label_sources"] == {"priority": "inventory"}
+
+
+@pytest.mark.parametrize("labels, message", [
+    (dict(priority="high"), "labels.priority must be a whole number from -1000 to 1000"),
+    (dict(max_downtime=0), "labels.max_downtime must be a whole number from 1 to 600000"),
+])
+def test_bad_priority_or_max_downtime_labels_are_refused(labels, message):
+    with pytest.raises(ParameterError) as err:
+        plan(dict(hv1=host(labelled("a", **labels)), hv2=host()))
+    assert message in err.value.msg and "(a)" in err.value.msg
