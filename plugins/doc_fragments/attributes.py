@@ -55,3 +55,25 @@ attributes:
     details:
       - Always returns C(changed=false).
 """
+
+    # For the modules of the action group (meta/runtime.yml), together with the standard fragment.
+    ACTION_GROUP = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/virtops.migration.migration) in C(module_defaults) to set the connection options once.
+    support: full
+    membership:
+      - virtops.migration.migration
+"""
+
+    # For the modules whose action plugin does all the work on the control node.
+    CONTROLLER_ACTION = r"""
+options: {}
+attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+    details:
+      - All of it runs on the controller.
+"""

@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - virtops.migration.connection
   - virtops.migration.attributes
+  - virtops.migration.attributes.action_group
 attributes:
   check_mode:
     support: full
@@ -35,11 +36,6 @@ attributes:
     support: full
     details:
       - A domain that runs already is left as it is, so a second run changes nothing.
-  action_group:
-    description: Use C(group/virtops.migration.migration) in C(module_defaults) to set the connection options once.
-    support: full
-    membership:
-      - virtops.migration.migration
 options:
   domains:
     description: The names of the domains to start on this hypervisor.

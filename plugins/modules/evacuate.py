@@ -44,6 +44,7 @@ author:
 extends_documentation_fragment:
   - virtops.migration.connection
   - virtops.migration.attributes
+  - virtops.migration.attributes.action_group
   - virtops.migration.options.ladder
   - virtops.migration.options.migration
   - virtops.migration.options.storage
@@ -64,11 +65,6 @@ attributes:
     support: full
     details:
       - Re-running with the same O(evacuation_id) after success moves nothing and returns C(changed=false).
-  action_group:
-    description: Use C(group/virtops.migration.migration) in C(module_defaults) to set the connection options once.
-    support: full
-    membership:
-      - virtops.migration.migration
 options:
   moves:
     description:

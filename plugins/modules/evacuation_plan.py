@@ -58,9 +58,10 @@ description:
     and vCPUs they have free, so hosts without room for a big domain are passed over whole), so planning one
     host's evacuation among 10,000 hosts and 200,000 domains takes a fraction of a second.
 author:
-  - virtops maintainers (@virtops)
+  - virtops.migration contributors (!UNKNOWN)
 extends_documentation_fragment:
   - virtops.migration.attributes
+  - virtops.migration.attributes.controller_action
   - virtops.migration.attributes.control_node
   - virtops.migration.options.ladder
   - virtops.migration.options.capacity
@@ -69,12 +70,6 @@ extends_documentation_fragment:
   - virtops.migration.options.facts
   - virtops.migration.options.domains
   - virtops.migration.options.planning
-attributes:
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: full
-    details:
-      - All of it runs on the controller.
 options:
   source:
     required: true

@@ -27,13 +27,8 @@ author:
 extends_documentation_fragment:
   - virtops.migration.connection
   - virtops.migration.attributes
+  - virtops.migration.attributes.action_group
   - virtops.migration.attributes.info_module
-attributes:
-  action_group:
-    description: Use C(group/virtops.migration.migration) in C(module_defaults) to set the connection options once.
-    support: full
-    membership:
-      - virtops.migration.migration
 options:
   reserved_memory_mib:
     description:

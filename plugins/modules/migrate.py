@@ -38,10 +38,11 @@ description:
     to resume it (O(postcopy_resume), libvirt 8.5 or later) and otherwise fails with what happened, where the
     domain is and the recovery command. Re-running the task once the link is back resumes it.
 author:
-  - virtops maintainers (@virtops)
+  - virtops.migration contributors (!UNKNOWN)
 extends_documentation_fragment:
   - virtops.migration.connection
   - virtops.migration.attributes
+  - virtops.migration.attributes.action_group
   - virtops.migration.options.mode
   - virtops.migration.options.ladder
   - virtops.migration.options.migration

@@ -28,16 +28,11 @@ description:
     for this run only, above the inventory and below extra vars.
   - It runs on the controller, as an action plugin, and needs no connection to the host.
 author:
-  - virtops maintainers (@virtops)
+  - virtops.migration contributors (!UNKNOWN)
 extends_documentation_fragment:
   - virtops.migration.attributes
+  - virtops.migration.attributes.controller_action
   - virtops.migration.attributes.control_node
-attributes:
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: full
-    details:
-      - All of it runs on the controller.
 options:
   entries:
     description:

@@ -31,6 +31,7 @@ author:
 extends_documentation_fragment:
   - virtops.migration.connection
   - virtops.migration.attributes
+  - virtops.migration.attributes.action_group
   - virtops.migration.attributes.info_module
   - virtops.migration.options.mode
   - virtops.migration.options.ladder
@@ -38,12 +39,6 @@ extends_documentation_fragment:
   - virtops.migration.options.capacity
   - virtops.migration.options.addresses
   - virtops.migration.options.domains
-attributes:
-  action_group:
-    description: Use C(group/virtops.migration.migration) in C(module_defaults) to set the connection options once.
-    support: full
-    membership:
-      - virtops.migration.migration
 options:
   destinations:
     description: Candidate destination hypervisors, by inventory host name, address or libvirt URI.
