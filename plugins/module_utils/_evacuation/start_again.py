@@ -54,46 +54,61 @@ def _running_on(peers, state):
     return where
 
 
-def _start_one(local, peers, silent, name, check_mode):
-    """('started' | 'running', None) or (None, why it was not started)."""
+def _shut_off_here(local, names):
+    """([(name, domain, state)] of the shut-off ones, {name: 'running' | why not}), from this host alone."""
+    shut_off, outcome = [], {}
+    for name in names:
+        try:
+            dom = local.domain(name)
+            state = state_of(dom, local.name)
+        except VirtopsError as err:
+            outcome[name] = "%s not started: %s" % (name, err.msg)
+            continue
+        if state is None:
+            outcome[name] = "%s is not defined on %s" % (name, local.name)
+        elif state.active:
+            outcome[name] = "running"
+        else:
+            shut_off.append((name, dom, state))
+    return shut_off, outcome
+
+
+def _start_one(local, peers, silent, name, dom, state, check_mode):
+    """None when ``dom`` (shut off here) was started, else why it was not."""
     here = local.name
-    state = state_of(local.domain(name), here)
-    if state is None:
-        return None, "%s is not defined on %s" % (name, here)
-    if state.active:
-        return "running", None
     if silent:
-        return None, "%s not started on %s: %s did not answer, and could be running it" % (
+        return "%s not started on %s: %s did not answer, and could be running it" % (
             name, here, "; ".join("%s (%s)" % item for item in sorted(silent.items())))
     elsewhere = _running_on(peers, state)
     if elsewhere:
-        return None, "%s not started on %s: it runs on %s" % (name, here, ", ".join(elsewhere))
+        return "%s not started on %s: it runs on %s" % (name, here, ", ".join(elsewhere))
     if not check_mode:
-        start(local.domain(state.uuid), name, here)
-    return "started", None
+        start(dom, name, here)
+    return None
 
 
 def run_domain_start(module):
     params = module.params
     settings = ConnectionSettings.from_params(params)
     local = open_hypervisor(settings.uri, settings.connect_timeout)
-    peers, silent = _open_peers(settings, [peer for peer in params["peers"] if peer != local.name])
-    started, running, problems = [], [], []
+    names = list(dict.fromkeys(params["domains"]))  # each once, in the order given
+    peers = {}
     try:
-        for name in params["domains"]:
+        shut_off, outcome = _shut_off_here(local, names)
+        if shut_off:
+            # Only now are the peers asked: a run with nothing to start opens no other connection.
+            peers, silent = _open_peers(settings, [peer for peer in params["peers"] if peer != local.name])
+        for name, dom, state in shut_off:
             try:
-                outcome, problem = _start_one(local, peers, silent, name, module.check_mode)
+                outcome[name] = _start_one(local, peers, silent, name, dom, state, module.check_mode) or "started"
             except VirtopsError as err:
-                outcome, problem = None, "%s not started: %s" % (name, err.msg)
-            if outcome == "started":
-                started.append(name)
-            elif outcome == "running":
-                running.append(name)
-            else:
-                problems.append(problem)
+                outcome[name] = "%s not started: %s" % (name, err.msg)
     finally:
         for hypervisor in [local] + list(peers.values()):
             hypervisor.close()
+    started = [n for n in names if outcome[n] == "started"]
+    running = [n for n in names if outcome[n] == "running"]
+    problems = [outcome[n] for n in names if outcome[n] not in ("started", "running")]
     return dict(changed=bool(started), started=started, running=running, problems=problems)
 
 

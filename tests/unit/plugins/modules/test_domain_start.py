@@ -80,3 +80,14 @@ def test_a_plaintext_transport_is_refused_before_anything_is_opened(run):
     world.hv1.add("s", UUID_S, state=OFF)
     out = run(world, domains=["s"], peers=["hv2"], transport="tcp")
     assert out["rc"] == 1 and "transport must be one of" in out["msg"] and world.opened == []
+
+
+def test_a_run_with_nothing_to_start_asks_no_peer_and_a_name_given_twice_is_started_once(run):
+    world = World()
+    dom = world.hv1.add("s", UUID_S)
+    out = run(world, domains=["s"], peers=["hv2", "hv3-unreachable"])
+    assert out["running"] == ["s"] and out["problems"] == [] and world.opened == ["qemu:///system"]
+    off = world.hv1.add("t", UUID_T, state=OFF)
+    out = run(world, domains=["t", "s", "t"], peers=["hv2"])
+    assert out["started"] == ["t"] and out["running"] == ["s"] and out["problems"] == []
+    assert off.calls == ["create"] and dom.calls == []
