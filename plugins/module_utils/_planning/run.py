@@ -38,14 +38,32 @@ def invocation(params):
     return dict(module_args=args)
 
 
+def _labels_shown(move):
+    """The labels that changed how a move is planned, each with where it came from ('' when none)."""
+    sources = move.get("label_sources") or {}
+    shown = []
+    if move.get("priority"):
+        shown.append("priority %s (%s)" % (move["priority"], sources.get("priority", "?")))
+    if move.get("max_downtime_ms") is not None:
+        shown.append("max_downtime %s ms (%s)" % (move["max_downtime_ms"], sources.get("max_downtime", "?")))
+    for key in ("do_not_migrate", "anti_affinity"):
+        if key in sources:
+            shown.append("%s from the %s" % (key, sources[key]))
+    return "  labels: %s" % ", ".join(shown) if shown else ""
+
+
 def plan_lines(plan):
     """The plan for people: its summary, then one line per move, skipped and unplaceable domain."""
     lines = list(plan["summary"])
     for move in plan["moves"]:
-        lines.append("  %-3s %-24s %-8s -> %-10s %6s s  downtime %s ms%s" % (
+        lines.append("  %-3s %-24s %-8s -> %-10s %6s s  downtime %s ms%s%s" % (
             move["order"], move["domain"], move["mode"], move.get("destination") or "-", move.get("predicted_seconds"),
-            move.get("predicted_downtime_ms"), "  escalation: %s" % move["escalation"] if move.get("escalation") else ""))
-    lines.extend("  skipped: %s (%s)" % (item["domain"], item["reason"]) for item in plan["skipped_domains"])
+            move.get("predicted_downtime_ms"), "  escalation: %s" % move["escalation"] if move.get("escalation") else "",
+            _labels_shown(move)))
+    lines.extend("  skipped: %s (%s%s)" % (item["domain"], item["reason"],
+                                          "; from the %s" % item["label_sources"]["do_not_migrate"]
+                                          if "do_not_migrate" in (item.get("label_sources") or {}) else "")
+                 for item in plan["skipped_domains"])
     lines.extend("  UNPLACEABLE: %s: %s" % (item["domain"], "; ".join(item["reasons"])) for item in plan["unplaceable"])
     return lines
 

@@ -190,3 +190,22 @@ def test_the_plan_for_people_lists_every_move_skip_and_unplaceable_domain():
     assert lines[1].split() == ["1", "web1", "live", "->", "hv2", "4.1", "s", "downtime", "300", "ms"]
     assert lines[2].split()[-2:] == ["escalation:", "auto_converge"] and "-> -" in lines[2]
     assert lines[3:] == ["  skipped: batch1 (do_not_migrate: skip)", "  UNPLACEABLE: big: memory: needs 64 GiB; cpu"]
+
+
+def test_the_plan_for_people_names_the_labels_that_shaped_a_move_and_where_they_came_from():
+    from ansible_collections.virtops.migration.plugins.module_utils._planning.run import plan_lines
+    plan = dict(summary=[],
+                moves=[dict(order=1, domain="voip1", mode="live", destination="hv2", predicted_seconds=2.0,
+                            predicted_downtime_ms=90, escalation=None, priority=10, max_downtime_ms=100,
+                            label_sources=dict(priority="inventory", max_downtime="metadata", anti_affinity="inventory")),
+                       dict(order=2, domain="web1", mode="live", destination="hv3", predicted_seconds=2.0,
+                            predicted_downtime_ms=300, escalation=None, priority=0, max_downtime_ms=None,
+                            label_sources={})],
+                skipped_domains=[dict(domain="batch1", reason="do_not_migrate: skip",
+                                      label_sources=dict(do_not_migrate="metadata"))],
+                unplaceable=[])
+    lines = plan_lines(plan)
+    assert lines[0].endswith("  labels: priority 10 (inventory), max_downtime 100 ms (metadata), "
+                             "anti_affinity from the inventory")
+    assert "labels" not in lines[1]
+    assert lines[2] == "  skipped: batch1 (do_not_migrate: skip; from the metadata)"
