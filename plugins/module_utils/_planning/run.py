@@ -52,6 +52,12 @@ def _labels_shown(move):
     return "  labels: %s" % ", ".join(shown) if shown else ""
 
 
+def _skipped_line(item):
+    """A skipped domain's line: its policy's reason, and where the policy came from when known."""
+    source = (item.get("label_sources") or {}).get("do_not_migrate")
+    return "  skipped: %s (%s%s)" % (item["domain"], item["reason"], "; from the %s" % source if source else "")
+
+
 def plan_lines(plan):
     """The plan for people: its summary, then one line per move, skipped and unplaceable domain."""
     lines = list(plan["summary"])
@@ -60,10 +66,7 @@ def plan_lines(plan):
             move["order"], move["domain"], move["mode"], move.get("destination") or "-", move.get("predicted_seconds"),
             move.get("predicted_downtime_ms"), "  escalation: %s" % move["escalation"] if move.get("escalation") else "",
             _labels_shown(move)))
-    lines.extend("  skipped: %s (%s%s)" % (item["domain"], item["reason"],
-                                          "; from the %s" % item["label_sources"]["do_not_migrate"]
-                                          if "do_not_migrate" in (item.get("label_sources") or {}) else "")
-                 for item in plan["skipped_domains"])
+    lines.extend(_skipped_line(item) for item in plan["skipped_domains"])
     lines.extend("  UNPLACEABLE: %s: %s" % (item["domain"], "; ".join(item["reasons"])) for item in plan["unplaceable"])
     return lines
 
