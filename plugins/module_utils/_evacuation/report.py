@@ -50,8 +50,9 @@ def build_report(journal, request, elapsed):
         status = record["status"]
         if status == MOVED:
             escalation = record.get("completed_by") or ("cold" if record.get("mode") == COLD else "-")
-            text = "-> %-8s %-5s %7s s  downtime %s ms  %s" % (
+            text = "-> %-8s %-5s %7s s (predicted %s s)  downtime %s ms  %s" % (
                 record.get("destination"), record.get("mode"), _fmt(record.get("seconds")),
+                _fmt(record.get("predicted_seconds")),
                 record.get("downtime_ms") if record.get("downtime_ms") is not None else "-", escalation)
         elif status == SHUT_DOWN:
             text = "shut down in place (%s s)" % _fmt(record.get("seconds"))

@@ -382,6 +382,14 @@ def test_report_gives_the_bound_and_ratio_when_throughput_is_known():
     assert any("wall time / bound" in line for line in report["summary"])
 
 
+def test_the_summary_gives_each_moved_domain_its_actual_and_predicted_time():
+    report, _e, _s, _j = run([move("a", "hv2", 1)])
+    line = next(line for line in report["summary"] if line.strip().startswith("a "))
+    # move() plans 3.0 s for every move.
+    assert "(predicted 3.0 s)" in line and "-> hv2" in line, line
+    assert line.split("(predicted")[0].split()[-2] == "%.1f" % report["domains"][0]["seconds"]
+
+
 def test_transient_failure_is_retried_after_the_delay():
     report, executor, _store, journal = run([move("a", "hv2", 1)], {"a": [(1.0, "failed"), (1.0, "ok")]}, retries=1)
     assert status(report) == {"a": "moved"}
