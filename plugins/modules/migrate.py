@@ -105,6 +105,10 @@ notes:
   - The completed job statistics of a peer-to-peer migration are read on the destination; when they cannot be
     read, the last statistics polled on the source are returned and RV(statistics_source) says so.
   - No option is secret; TLS keys and certificates stay in libvirt's and QEMU's configuration.
+  - libvirt's calls that need the domain's QEMU (job statistics, downtime, post-copy, abort) have no time limit of
+    their own. The module waits 10 s for each; while one is unanswered it makes no other, and after 120 s without
+    an answer (a QEMU that stopped responding) it stops waiting, fails, and says where the domain is. A pre-copy
+    migration's incoming copy is then removed from the destination, so the guest stays on the source.
 seealso:
   - name: libvirt migration guide
     description: Migration transports, flags and parameters.

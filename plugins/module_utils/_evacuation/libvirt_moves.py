@@ -16,8 +16,10 @@ connections, finds the source's domain and reads its job through that executor's
 from __future__ import annotations
 
 import threading
+import weakref
 
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.executor import MoveHandle
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bounded import BoundedCalls
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import (
     PAUSED,
     PAUSED_POSTCOPY,
@@ -31,7 +33,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors 
     NotFound,
     OperationInvalid,
     VirtopsError,
-    call,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migration.request import MigrationRequest
 from ansible_collections.virtops.migration.plugins.module_utils._migration.task import MigrateTask
@@ -42,6 +43,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs
 
 
 MIB = 1024 * 1024
+# How long the evacuation's loop waits for one move's job statistics or abort: a move whose QEMU
+# stopped answering must not hold the others (its own migrate engine gives up on it in time).
+STEER_WAIT_S = 2.0
 
 
 class LibvirtMoves(object):
@@ -55,6 +59,12 @@ class LibvirtMoves(object):
         self.source_domain = source_domain
         self.job = job
         self.source_name = source_name
+        self._steer = weakref.WeakKeyDictionary()   # MoveHandle -> its BoundedCalls
+
+    def _steering(self, handle):
+        if handle not in self._steer:
+            self._steer[handle] = BoundedCalls(STEER_WAIT_S)
+        return self._steer[handle]
 
     def start(self, record, destination):
         handle = MoveHandle(record, destination, record["mode"])
@@ -110,7 +120,7 @@ class LibvirtMoves(object):
         if dom is None:
             return None
         try:
-            snap = self.job(dom)
+            snap = self._steering(handle)("reading the job statistics", self.job, dom)
         except LibvirtError:
             return None
         if snap is None:
@@ -138,7 +148,7 @@ class LibvirtMoves(object):
                                   or (state.state == RUNNING and state.reason == RUNNING_POSTCOPY)):
             return "postcopy"
         try:
-            call("aborting the migration of %s" % handle.record["domain"], dom.abortJob)
+            self._steering(handle)("aborting the migration of %s" % handle.record["domain"], dom.abortJob)
         except (NotFound, OperationInvalid):
             return "no_job"
         except LibvirtError as err:

@@ -79,6 +79,10 @@ class Unsupported(LibvirtError):
     """The hypervisor or its libvirt does not support the operation."""
 
 
+class Unanswered(LibvirtError):
+    """A libvirt call did not return within the time the caller allowed it (it may still be running)."""
+
+
 class _NoLibvirtError(Exception):
     """Stands in for libvirt.libvirtError when the bindings are missing: never raised."""
 

@@ -27,6 +27,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.binding
     flags,
     libvirt,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bounded import BoundedCalls
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import (
     PAUSED,
     RUNNING,
@@ -38,6 +39,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors 
     NotFound,
     OperationInvalid,
     PostcopyFailed,
+    Unanswered,
     Unsupported,
     call,
     lookup,
@@ -70,6 +72,10 @@ GIVE_UP_AFTER_S = 120
 RESUME_RETRY_S = 5.0
 RESUME_WAIT_S = 180
 RESUME_SETTLE_S = 2.0
+# Steering calls (job statistics, downtime, post-copy, abort) are waited for at most CALL_WAIT_S
+# (see BoundedCalls); when libvirt has answered none for UNANSWERED_LIMIT_S, the module stops waiting.
+CALL_WAIT_S = 10.0
+UNANSWERED_LIMIT_S = 120.0
 
 
 class JobRunner(object):
@@ -91,6 +97,8 @@ class JobRunner(object):
         # still holds open (its peer unreachable): the job is left to libvirt.
         self.abandoned = False
         self.paused_at = None
+        self.steer = BoundedCalls(CALL_WAIT_S)
+        self.unanswered_warned = False
 
     def _migrate(self):
         try:
@@ -110,7 +118,7 @@ class JobRunner(object):
         if not self.controller.initial_downtime_pending or value is None:
             return
         try:
-            call("setting max downtime to %d ms" % value, self.dom.migrateSetMaxDowntime, value, 0)
+            self.steer("setting max downtime to %d ms" % value, self.dom.migrateSetMaxDowntime, value, 0)
         except LibvirtError:
             return
         self.controller.applied(Action(SET_DOWNTIME, value, None, "initial max_downtime"), 0.0, None)
@@ -131,6 +139,13 @@ class JobRunner(object):
                 self.abandoned = True
                 self.error = MigrationFailed("post-copy made no progress and was paused; libvirt still holds the "
                                              "migration job open")
+                break
+            stuck = self.steer.stuck_for()
+            if stuck > UNANSWERED_LIMIT_S:
+                self.abandoned = True
+                self.error = MigrationFailed(
+                    "libvirt has not answered for %d s (%s): the domain's QEMU or libvirtd stopped responding; the "
+                    "migration may still be running in libvirtd" % (stuck, self.steer.pending))
                 break
             limit = self.controller.policy.timeout
             if limit is not None and self.controller.phase != "postcopy" and self.elapsed > limit + GIVE_UP_AFTER_S:
@@ -154,9 +169,15 @@ class JobRunner(object):
 
     def _poll(self):
         try:
-            return JobSnapshot(call("reading the migration job's statistics", self.dom.jobStats, 0))
+            return JobSnapshot(self.steer("reading the migration job's statistics", self.dom.jobStats, 0))
         except (NotFound, OperationInvalid):
             return None  # the job (or the source domain) is gone: the worker is about to return
+        except Unanswered as err:
+            if not self.unanswered_warned:
+                self.unanswered_warned = True
+                self.task.warn("%s; the module goes on waiting (its timeout still acts, and it stops waiting after %d "
+                               "s without an answer)" % (err.msg, UNANSWERED_LIMIT_S))
+            return None
         except LibvirtError as err:
             if not self.poll_warned:
                 self.poll_warned = True
@@ -164,21 +185,21 @@ class JobRunner(object):
             return None
 
     def _apply(self, action, snap):
-        dom = self.dom
+        dom, steer = self.dom, self.steer
         try:
             if action.kind == SET_DOWNTIME:
-                call("setting max downtime to %d ms" % action.value, dom.migrateSetMaxDowntime, action.value, 0)
+                steer("setting max downtime to %d ms" % action.value, dom.migrateSetMaxDowntime, action.value, 0)
             elif action.kind == START_POSTCOPY:
-                call("switching to post-copy", dom.migrateStartPostCopy, 0)
+                steer("switching to post-copy", dom.migrateStartPostCopy, 0)
             elif action.kind == SUSPEND:
-                call("pausing the guest", dom.suspend)
+                steer("pausing the guest", dom.suspend)
             elif action.kind == ABORT:
-                call("aborting the migration", dom.abortJob)
+                steer("aborting the migration", dom.abortJob)
             elif action.kind == PAUSE_POSTCOPY:
                 pause = getattr(libvirt, "VIR_DOMAIN_ABORT_JOB_POSTCOPY", None)
                 if pause is None:
                     raise Unsupported("pausing a post-copy migration needs libvirt 8.5 or later")
-                call("pausing the stalled post-copy migration", dom.abortJobFlags, pause)
+                steer("pausing the stalled post-copy migration", dom.abortJobFlags, pause)
         except LibvirtError as err:
             self.controller.failed(action)
             if action.step is not None:

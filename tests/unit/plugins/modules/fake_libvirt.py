@@ -37,7 +37,7 @@ class Scenario(object):
 
     def __init__(self, complete=lambda job: job.polls >= 3, fail=None, remaining_mib=128, bps_mib=50,
                  postcopy_fail=None, resume_ok=True, shutdown_ok=True, postcopy_stall=False, hang_after_pause=False,
-                 ignore_abort=False, fail_after_arrival=None):
+                 ignore_abort=False, fail_after_arrival=None, stats_hang=False):
         self.complete = complete
         self.fail = fail
         self.remaining_mib = remaining_mib
@@ -50,6 +50,8 @@ class Scenario(object):
         self.ignore_abort = ignore_abort
         # The destination finished (the domain is there), then the job still reports this error.
         self.fail_after_arrival = fail_after_arrival
+        # The job's statistics are not answered while this is true (QEMU's monitor stopped answering).
+        self.stats_hang = stats_hang
 
 
 class Job(object):
@@ -66,6 +68,8 @@ class Job(object):
         self.started = time.monotonic()
 
     def stats(self):
+        while self.scenario.stats_hang:
+            time.sleep(0.01)
         self.polls += 1
         self.iteration = 1 + self.polls
         if not (self.postcopy and self.scenario.postcopy_stall):

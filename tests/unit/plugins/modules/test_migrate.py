@@ -8,6 +8,7 @@ What they cannot prove (the lab tests do): real libvirt and QEMU behaviour.
 import json
 import os
 import sys
+import time
 
 import pytest
 
@@ -205,6 +206,49 @@ def test_module_gives_up_when_libvirt_ignores_the_abort(run, monkeypatch):
     out = run(world, timeout=1)
     assert out["rc"] == 1 and "did not end the migration" in out["msg"] and "hv1: running" in out["msg"]
     world.scenario.complete = lambda job: True  # let the fake's worker thread end
+
+
+def test_module_stops_waiting_when_libvirt_stops_answering(run, monkeypatch):
+    """A job whose statistics libvirt never returns (its QEMU monitor stopped answering) holds
+    neither the loop nor the module: the module warns, stops waiting and says where the domain is."""
+    monkeypatch.setattr(_live, "CALL_WAIT_S", 0.05)
+    monkeypatch.setattr(_live, "UNANSWERED_LIMIT_S", 0.5)
+    world = World(Scenario(complete=lambda job: False))
+    world.hv1.add("mig-a", UUID)
+    world.scenario.stats_hang = True
+    out = run(world)
+    world.scenario.stats_hang = False
+    world.scenario.complete = lambda job: True  # let the fake's threads end
+    assert out["rc"] == 1 and out["failed"], out
+    assert "libvirt has not answered for" in out["msg"] and "reading the migration job's statistics" in out["msg"]
+    assert "hv1: running" in out["msg"] and out["where"]["source"]["state"] == "running"
+    assert any("did not answer within" in w for w in warnings(out)), out.get("warnings")
+
+
+def test_a_late_steering_call_blocks_the_next_ones_until_it_returns():
+    calls = _live.BoundedCalls(0.05)
+    release = []
+
+    def slow():
+        while not release:
+            time.sleep(0.01)
+        return "late"
+
+    with pytest.raises(_live.Unanswered, match="did not answer within"):
+        calls("reading the statistics", slow)
+    assert calls.stuck_for() > 0
+    with pytest.raises(_live.Unanswered, match="not tried, libvirt has not yet answered reading the statistics"):
+        calls("setting max downtime", lambda: 1)
+    release.append(True)
+    time.sleep(0.1)
+    assert calls.stuck_for() == 0
+    assert calls("setting max downtime", lambda: 1) == 1
+
+    def refused():
+        raise error(libvirt.VIR_ERR_OPERATION_FAILED, "operation failed: no job")
+
+    with pytest.raises(_live.LibvirtError, match="aborting: operation failed: no job"):
+        calls("aborting", refused)
 
 
 def test_timeout_pause_resumes_on_destination(run):
