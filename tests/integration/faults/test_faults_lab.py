@@ -57,12 +57,17 @@ def kill_libvirtd(host):
     return inject
 
 
-def kill_qemu(host):
-    def inject(name):
+def signal_qemu(host, signal):
+    """Send a signal to the guest's QEMU on the host. KILL kills the guest. STOP silences its
+    monitor, so libvirt's calls that need it (the job's statistics, an abort) never return: the
+    hang libvirt has no time limit for. CONT undoes STOP, and does nothing when QEMU is gone."""
+    def act(name):
         pid = qemu_pid(host, name)
-        assert pid, "no QEMU process of %s on %s to kill" % (name, host)
-        ssh(host, "kill -9 %s" % pid)
-    return inject
+        if signal == "CONT" and not pid:
+            return
+        assert pid, "no QEMU process of %s on %s to send SIG%s" % (name, host, signal)
+        ssh(host, "kill -%s %s" % (signal, pid))
+    return act
 
 
 def cut_link(seconds):
@@ -93,7 +98,7 @@ def take_ports(_name):
              "the destination's migration ports to be taken")
 
 
-def free_ports():
+def free_ports(_name=None):
     ssh(DESTINATION, "rm -f /run/fault-ports-held", check=False)
 
 
@@ -110,10 +115,12 @@ BEFORE, PRECOPY = "before the start", "pre-copy in flight"
 FAULTS = [
     Fault("destination libvirtd SIGKILL", PRECOPY, kill_libvirtd(DESTINATION)),
     Fault("source libvirtd SIGKILL", PRECOPY, kill_libvirtd(SOURCE), in_make_test=False),
-    Fault("destination QEMU SIGKILL", PRECOPY, kill_qemu(DESTINATION), in_make_test=False),
-    Fault("source QEMU SIGKILL", PRECOPY, kill_qemu(SOURCE), kills_guest=True),
+    Fault("destination QEMU SIGKILL", PRECOPY, signal_qemu(DESTINATION, "KILL"), in_make_test=False),
+    Fault("source QEMU SIGKILL", PRECOPY, signal_qemu(SOURCE, "KILL"), kills_guest=True),
     Fault("migration link cut 15 s, healed", PRECOPY, cut_link(15), in_make_test=False),
     Fault("destination migration ports taken", BEFORE, take_ports, heal=free_ports),
+    Fault("source QEMU stopped (SIGSTOP), its monitor silent", PRECOPY, signal_qemu(SOURCE, "STOP"),
+          heal=signal_qemu(SOURCE, "CONT")),
 ]
 SELECTED = [f for f in FAULTS if f.in_make_test or os.environ.get("VIRTOPS_FAULTS") == "all"]
 
@@ -185,7 +192,7 @@ def test_a_fault_loses_nothing_duplicates_nothing_and_is_reported_as_it_is(fault
         result = running.result(timeout=600)
     finally:
         if fault.heal:
-            fault.heal()
+            fault.heal(name)
         try:
             wait_for(settled, 120, "both daemons to answer and the source's job to end", interval=1)
         finally:
