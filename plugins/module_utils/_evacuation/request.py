@@ -166,9 +166,9 @@ class EvacuationRequest(object):
                 # 0 for a move that sends nothing (a cold move of a domain on shared storage): the plan's own output.
                 bandwidth_mib_s=_number(move, "bandwidth_mib_s", where),
             )
-            problem = label_problem("max_downtime", move.get("max_downtime_ms"))
+            problem = label_problem("max_downtime", move.get("max_downtime_ms"), name="max_downtime_ms")
             if problem is not None:
-                raise ParameterError("%s: %s" % (where, problem.replace("max_downtime", "max_downtime_ms", 1)))
+                raise ParameterError("%s: %s" % (where, problem))
             out.append(clean)
         out.sort(key=lambda m: (m["order"], m["domain"]))
         return out

@@ -42,20 +42,24 @@ def inventory_labels_for(name, inventory_labels):
     return None
 
 
-def label_problem(key, value):
-    """What is wrong with one label's value (a sentence), or None when the planner can use it."""
+def label_problem(key, value, name=None):
+    """What is wrong with one label's value (a sentence), or None when the planner can use it.
+
+    ``name`` is what the sentence calls the value (the label's key unless given: a move's
+    ``max_downtime_ms`` carries the ``max_downtime`` label under another name)."""
     if value is None:
         return None
+    name = name or key
     if key == "anti_affinity":
         if not isinstance(value, str) or not value.strip():
-            return "anti_affinity must be a group name (a non-empty string) or null, not %r" % (value,)
+            return "%s must be a group name (a non-empty string) or null, not %r" % (name, value)
     elif key == "do_not_migrate":
         if value is not True and value not in DO_NOT_MIGRATE_POLICIES:
-            return "do_not_migrate must be null, true or one of %s, not %r" % (", ".join(DO_NOT_MIGRATE_POLICIES), value)
+            return "%s must be null, true or one of %s, not %r" % (name, ", ".join(DO_NOT_MIGRATE_POLICIES), value)
     else:
         low, high = LABEL_BOUNDS[key]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            return "%s must be a whole number from %d to %d, or null, not %r" % (key, low, high, value)
+            return "%s must be a whole number from %d to %d, or null, not %r" % (name, low, high, value)
     return None
 
 

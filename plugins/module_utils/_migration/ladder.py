@@ -103,10 +103,15 @@ class Ladder(object):
         return cls(max_downtime=max_downtime, max_downtime_steps=steps, stall_iterations=stall,
                    auto_converge=auto_converge, postcopy=postcopy, timeout=timeout, timeout_action=timeout_action)
 
+    def replace(self, **changes):
+        """A copy of this ladder with ``changes`` (options of KEYS) in place of its own values."""
+        values = dict((key, getattr(self, key)) for key in self.KEYS)
+        values.update(changes)
+        return Ladder(**values)
+
     def with_timeout(self, timeout):
         """The same ladder with the completion timeout in force for one migration."""
-        return Ladder(self.max_downtime, self.max_downtime_steps, self.stall_iterations, self.auto_converge,
-                      self.postcopy, timeout, self.timeout_action)
+        return self.replace(timeout=timeout)
 
     def capped(self, ceiling_ms):
         """The same ladder for a domain that may be paused ``ceiling_ms`` at the most (None: no ceiling).
@@ -116,11 +121,8 @@ class Ladder(object):
         """
         if ceiling_ms is None:
             return self
-        max_downtime = self.max_downtime
-        if self.start_downtime > ceiling_ms:
-            max_downtime = ceiling_ms
-        return Ladder(max_downtime, [s for s in self.max_downtime_steps if s <= ceiling_ms], self.stall_iterations,
-                      self.auto_converge, self.postcopy, self.timeout, self.timeout_action)
+        return self.replace(max_downtime=ceiling_ms if self.start_downtime > ceiling_ms else self.max_downtime,
+                            max_downtime_steps=[s for s in self.max_downtime_steps if s <= ceiling_ms])
 
     @property
     def start_downtime(self):
