@@ -88,6 +88,7 @@ class EscalationController(object):
         self.escalations = []
         self.downtime = policy.start_downtime
         self.initial_downtime_pending = policy.max_downtime is not None
+        self.job_seen = False
         self.iteration = 0
         self.best_remaining = None
         self.stalled = 0
@@ -101,10 +102,19 @@ class EscalationController(object):
 
     # --- decisions -----------------------------------------------------------------
 
+    def before_start(self):
+        """Actions to take before the migration job starts: the initial max_downtime, so that no
+        instant of the job runs at QEMU's default. libvirt sets it on a running domain outside a
+        migration too; where it refuses, observe() offers it again once the job shows up."""
+        if not self.initial_downtime_pending:
+            return []
+        return self._unique([Action(SET_DOWNTIME, self.policy.max_downtime, None, "initial max_downtime")])
+
     def observe(self, snap, elapsed):
         """Actions to take now, given ``snap`` (JobSnapshot) at ``elapsed`` seconds."""
         if not snap.active:
             return []
+        self.job_seen = True
         actions = []
         if self.initial_downtime_pending and SET_DOWNTIME not in self.pending:
             actions.append(Action(SET_DOWNTIME, self.policy.max_downtime, None, "initial max_downtime"))
@@ -236,7 +246,8 @@ class EscalationController(object):
     def failed(self, action):
         """The caller could not apply ``action`` (for example the job had just ended)."""
         self.pending.discard(action.kind)
-        if action.kind == SET_DOWNTIME and action.step is None:
+        if action.kind == SET_DOWNTIME and action.step is None and self.job_seen:
+            # Refused during the job: not retried. Refused before it: retried once it shows up.
             self.initial_downtime_pending = False
 
     def _record(self, step, elapsed, snap, value, reason):

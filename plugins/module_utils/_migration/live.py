@@ -108,23 +108,9 @@ class JobRunner(object):
         else:
             self.finished = True
 
-    def _set_initial_downtime(self):
-        """Set max_downtime before the job starts, so that no instant of it runs at QEMU's default.
-
-        libvirt sets the running domain's QEMU parameter outside a migration too; where it refuses
-        (a libvirt that wants a migration job first), observe() sets it as soon as the job shows up.
-        """
-        value = self.controller.policy.max_downtime
-        if not self.controller.initial_downtime_pending or value is None:
-            return
-        try:
-            self.steer("setting max downtime to %d ms" % value, self.dom.migrateSetMaxDowntime, value, 0)
-        except LibvirtError:
-            return
-        self.controller.applied(Action(SET_DOWNTIME, value, None, "initial max_downtime"), 0.0, None)
-
     def run(self):
-        self._set_initial_downtime()
+        for action in self.controller.before_start():
+            self._apply(action, None)
         worker = threading.Thread(target=self._migrate, name="virDomainMigrateToURI3")
         worker.daemon = True
         start = time.monotonic()

@@ -5,6 +5,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migration.escal
     SET_DOWNTIME,
     START_POSTCOPY,
     SUSPEND,
+    Action,
     EscalationController,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
@@ -64,6 +65,27 @@ def test_initial_downtime_is_applied_once_and_not_an_escalation():
     assert taken[0][1].value == 100
     assert c.downtime == 100
     assert c.escalations == []
+
+
+def test_initial_downtime_is_offered_before_the_job_starts_and_then_not_again():
+    c = EscalationController(Ladder(max_downtime=100))
+    before = c.before_start()
+    assert before == [Action(SET_DOWNTIME, 100, None)]
+    c.applied(before[0], 0.0, None)
+    assert c.downtime == 100 and c.escalations == []
+    assert kinds(drive(c, [snap(1, 256), snap(2, 10)])) == []
+    assert c.before_start() == []
+
+
+def test_initial_downtime_refused_before_the_job_is_offered_again_once_it_runs():
+    c = EscalationController(Ladder(max_downtime=100))
+    c.failed(c.before_start()[0])
+    taken = drive(c, [snap(1, 256)])
+    assert kinds(taken) == [SET_DOWNTIME] and taken[0][1].value == 100
+
+
+def test_no_initial_downtime_without_max_downtime():
+    assert EscalationController(Ladder()).before_start() == []
 
 
 def test_inactive_job_gives_no_action():
