@@ -27,7 +27,7 @@ import pytest
 
 from conftest import (SUMMARY_TABLES, boots, corruptions, heartbeats, labctl, open_connections, ssh, tcg_guest_panic,
                       wait_for, where)
-from migrate_helpers import MIGRATION_ADDRESSES, Background, guest, remove_guest, unique
+from migrate_helpers import MIGRATION_ADDRESSES, Background, guest, migrate, remove_guest, unique
 from migrate_helpers import prepared  # a fixture, used by name; noqa: F401; pylint: disable=unused-import
 from watch import Watcher, jobs_command
 
@@ -52,7 +52,7 @@ def daemon_answers(host):
 
 
 def kill_libvirtd(host):
-    def inject(_name):
+    def inject(_name, _controller):
         labctl("libvirtd", host, "kill")
     return inject
 
@@ -61,7 +61,7 @@ def signal_qemu(host, signal):
     """Send a signal to the guest's QEMU on the host. KILL kills the guest. STOP silences its
     monitor, so libvirt's calls that need it (the job's statistics, an abort) never return: the
     hang libvirt has no time limit for. CONT undoes STOP, and does nothing when QEMU is gone."""
-    def act(name):
+    def act(name, _controller=None):
         pid = qemu_pid(host, name)
         if signal == "CONT" and not pid:
             return
@@ -71,7 +71,7 @@ def signal_qemu(host, signal):
 
 
 def cut_link(seconds):
-    def inject(_name):
+    def inject(_name, _controller):
         labctl("cut", SOURCE)
         try:
             time.sleep(seconds)
@@ -92,20 +92,37 @@ HOLD_PORTS = ("nohup python3 -c \"import os, socket, time\n"
               "    time.sleep(0.2)\n\" >/dev/null 2>&1 &" % (PORT_RANGE[0], PORT_RANGE[1] + 1))
 
 
-def take_ports(_name):
+def take_ports(_name, _controller):
     ssh(DESTINATION, HOLD_PORTS)
     wait_for(lambda: ssh(DESTINATION, "test -e /run/fault-ports-held", check=False).returncode == 0, 30,
              "the destination's migration ports to be taken")
 
 
-def free_ports(_name=None):
+def free_ports(_name=None, _controller=None):
     ssh(DESTINATION, "rm -f /run/fault-ports-held", check=False)
 
 
+def kill_controller(_name, controller):
+    """SIGKILL the ``ansible`` command that runs the module, as an operator's terminal dies. The
+    module on the source, and the migration in libvirtd, carry on without it."""
+    controller.proc.kill()
+
+
+def kill_module(_name, _controller):
+    """SIGKILL the module's own process on the source (Ansible runs it, pipelined, as a bare
+    ``/usr/bin/python3``): nothing steers the migration any more, libvirtd carries it on."""
+    ssh(SOURCE, "pkill -9 -f '^/usr/bin/python3$'")
+
+
 class Fault(object):
-    def __init__(self, name, phase, inject, kills_guest=False, in_make_test=True, heal=None):
+    """One fault. ``inject(name, controller)`` and ``heal(name, controller)`` get the guest's name
+    and the running module (Background). When ``rerun``, the killed module's answer is discarded
+    and, once the source's job has ended, the module is run again as the operator would: its
+    answer is the verdict."""
+
+    def __init__(self, name, phase, inject, kills_guest=False, in_make_test=True, heal=None, rerun=False):
         self.name, self.phase, self.inject = name, phase, inject
-        self.kills_guest, self.in_make_test, self.heal = kills_guest, in_make_test, heal
+        self.kills_guest, self.in_make_test, self.heal, self.rerun = kills_guest, in_make_test, heal, rerun
 
     def __repr__(self):
         return "%s, %s" % (self.name, self.phase)
@@ -121,6 +138,8 @@ FAULTS = [
     Fault("destination migration ports taken", BEFORE, take_ports, heal=free_ports),
     Fault("source QEMU stopped (SIGSTOP), its monitor silent", PRECOPY, signal_qemu(SOURCE, "STOP"),
           heal=signal_qemu(SOURCE, "CONT")),
+    Fault("controller (ansible) SIGKILL, then re-run", PRECOPY, kill_controller, rerun=True, in_make_test=False),
+    Fault("module SIGKILL on the source, then re-run", PRECOPY, kill_module, rerun=True),
 ]
 SELECTED = [f for f in FAULTS if f.in_make_test or os.environ.get("VIRTOPS_FAULTS") == "all"]
 
@@ -181,18 +200,26 @@ def test_a_fault_loses_nothing_duplicates_nothing_and_is_reported_as_it_is(fault
     probes = open_connections([name])
     watcher.start()
     started = time.monotonic()
+    args = dict(name=name, destination=DESTINATION, migration_address=MIGRATION_ADDRESSES[DESTINATION], timeout=150,
+                timeout_action="abort")
+    running = None
     try:
         if fault.phase == BEFORE:
-            fault.inject(name)
-        running = Background(SOURCE, name=name, destination=DESTINATION,
-                             migration_address=MIGRATION_ADDRESSES[DESTINATION], timeout=150, timeout_action="abort")
+            fault.inject(name, running)
+        running = Background(SOURCE, **args)
         if fault.phase == PRECOPY:
             wait_for(lambda: precopy_in_flight(name), 120, "pre-copy of %s to be under way" % name)
-            fault.inject(name)
-        result = running.result(timeout=600)
+            fault.inject(name, running)
+        if fault.rerun:
+            running.proc.kill()
+            running.proc.communicate()
+            wait_for(settled, 300, "the migration the killed module started to end", interval=1)
+            result, _ = migrate(SOURCE, **args)
+        else:
+            result = running.result(timeout=600)
     finally:
         if fault.heal:
-            fault.heal(name)
+            fault.heal(name, running)
         try:
             wait_for(settled, 120, "both daemons to answer and the source's job to end", interval=1)
         finally:
