@@ -37,5 +37,6 @@ options: {}
     DOMAINS: str = _render("domains")
     EVACUATION_ID: str = _render("evacuation_id")
     JOURNAL: str = _render("journal")
+    REASON: str = _render("reason")
     EVACUATION_RESULT: str = _render("evacuation_result")
     PLANNING: str = _render("planning")

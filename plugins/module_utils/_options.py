@@ -315,6 +315,12 @@ JOURNAL = _group(
         "Directory of the journals on the source."]),
 )
 
+REASON = _group(
+    Option("reason", "str", default="", description=[
+        "Why, in one line - written in the maintenance marker or the abort request, for whoever reads it later "
+        "(who asked, and why)."]),
+)
+
 EVACUATION_RESULT = _group(
     Option("evacuation", "dict", description=[
         "The result of the M(virtops.migration.evacuate) module, or of its failure - its "
@@ -341,7 +347,7 @@ PLANNING = _group(
 # The groups by the name of their section in the virtops.migration.options doc fragment.
 GROUPS = dict(connection=CONNECTION, ladder=LADDER, migration=MIGRATION, storage=STORAGE, mode=MODE,
               capacity=CAPACITY, concurrency=CONCURRENCY, addresses=ADDRESSES, source=SOURCE,
-              facts=FACTS, domains=DOMAINS, evacuation_id=EVACUATION_ID, journal=JOURNAL,
+              facts=FACTS, domains=DOMAINS, evacuation_id=EVACUATION_ID, journal=JOURNAL, reason=REASON,
               evacuation_result=EVACUATION_RESULT, planning=PLANNING)
 
 

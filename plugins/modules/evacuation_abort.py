@@ -25,6 +25,7 @@ extends_documentation_fragment:
   - virtops.migration.attributes
   - virtops.migration.options.evacuation_id
   - virtops.migration.options.journal
+  - virtops.migration.options.reason
 attributes:
   check_mode:
     support: full
@@ -37,10 +38,6 @@ attributes:
     details:
       - Once the evacuation has stopped, running it again changes nothing.
 options:
-  reason:
-    description: Written in the request, for whoever reads it later (who asked, and why).
-    type: str
-    default: ""
   wait_timeout:
     description:
       - Seconds to wait for the evacuation to stop (0 to 86400). The request stays when it has not stopped by then.

@@ -25,7 +25,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.jour
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
-from ansible_collections.virtops.migration.plugins.module_utils._options import EVACUATION_ID, JOURNAL, argument_spec
+from ansible_collections.virtops.migration.plugins.module_utils._options import EVACUATION_ID, JOURNAL, REASON, argument_spec
 
 MAX_TIMEOUT = 86400
 POLL_SECONDS = 1.0
@@ -92,8 +92,7 @@ def run_evacuation_abort(module):
 
 
 EVACUATION_ABORT_ARGUMENT_SPEC = argument_spec(
-    EVACUATION_ID, JOURNAL,
-    reason=dict(type="str", default=""),
+    EVACUATION_ID, JOURNAL, REASON,
     wait_timeout=dict(type="int", default=900),
 )
 

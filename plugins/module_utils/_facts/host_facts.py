@@ -28,6 +28,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._facts.labels im
     inventory_labels_for,
     merge_labels,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._facts.maintenance import read_marker
 from ansible_collections.virtops.migration.plugins.module_utils._facts.memory import guest_memory_use
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import ConnectionSettings, open_hypervisor
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import DomainDescription, DomainState
@@ -42,9 +43,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._module import E
 #     <vo:priority>10</vo:priority><vo:max_downtime>200</vo:max_downtime>
 #   </vo:policy></metadata>
 METADATA_NS = "urn:virtops:migration:1"
-
-# Where hosts keep the marker that takes them out of placement (evacuate_host.yml writes it).
-MAINTENANCE_FILE = "/var/lib/virtops-migration/maintenance"
 
 # Devices that tie a guest to its host: libvirt refuses (or QEMU cannot) migrate them live.
 _BLOCKING_DEVICES = (
@@ -233,7 +231,7 @@ def gather(hypervisor, reserved_memory_mib=0, inventory_labels=None, certificate
     domains.sort(key=lambda d: d["name"])
     committed = sum(d["memory_mib"] for d in domains if d["state"] != "shutoff")
     qemu_conf = parse_qemu_conf(_read_text(qemu_conf_path) or "")
-    maintenance = _read_text(MAINTENANCE_FILE)
+    maintenance = read_marker()
     return {
         "hostname": hypervisor.hostname,
         "host_uuid": caps["host_uuid"],
@@ -253,7 +251,7 @@ def gather(hypervisor, reserved_memory_mib=0, inventory_labels=None, certificate
         "certificates": read_certificates(certificate_paths or DEFAULT_CERTIFICATES),
         "migration": qemu_conf,
         "maintenance": maintenance is not None,
-        "maintenance_reason": (maintenance or "").strip() or None,
+        "maintenance_reason": maintenance or None,
         "domains": domains,
     }
 

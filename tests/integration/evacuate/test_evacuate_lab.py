@@ -59,7 +59,7 @@ FLEET = {
 }
 LIVE = sorted(n for n, o in FLEET.items() if not any(lab.startswith("do_not_migrate") for lab in o.get("label", [])))
 BUSY = "ev-busy"
-IDS = ["ev-check", "ev-full", "ev-evac", "ev-labels", "ev-abort"] + ["rolling-upgrade-%s" % h for h in HYPERVISORS]
+IDS = ["ev-check", "ev-full", "ev-evac", "ev-labels", "ev-abort", "ev-second"] + ["rolling-upgrade-%s" % h for h in HYPERVISORS]
 
 
 @pytest.fixture(scope="module")
@@ -398,6 +398,14 @@ def test_abort_cancels_the_in_flight_precopy_and_starts_nothing_new(fleet):
             records = journal("hv1", "ev-abort")["domains"].values()
             order = [r["domain"] for r in sorted(records, key=lambda r: r["order"])]
             assert order[0] == BUSY, order
+            # A second evacuation of the host, under another id, stops at its first step and changes nothing.
+            marker = maintenance("hv1")
+            rc, second, _wall = run_playbook("evacuate_host.yml", base(fleet, evacuate_id="ev-second",
+                                                                       evacuate_domains=names, evacuate_precheck=False))
+            refusals = failure_messages(second)
+            assert rc != 0 and any("evacuation ev-abort is running on this host" in m for m in refusals), refusals
+            assert maintenance("hv1") == marker and journal("hv1", "ev-second") is None
+            assert busy_in_flight(), "the first evacuation's move stopped when the second was refused"
             rc, report, wall = run_playbook("evacuate_host.yml", dict(
                 evacuate_host="hv1", evacuate_id="ev-abort", evacuate_abort=True))
             assert rc == 0, failure_messages(report)

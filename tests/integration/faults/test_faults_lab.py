@@ -214,7 +214,7 @@ def test_a_fault_loses_nothing_duplicates_nothing_and_is_reported_as_it_is(fault
             running.proc.kill()
             running.proc.communicate()
             wait_for(settled, 300, "the migration the killed module started to end", interval=1)
-            result, _ = migrate(SOURCE, **args)
+            result = migrate(SOURCE, **args)[0]
         else:
             result = running.result(timeout=600)
     finally:

@@ -14,6 +14,7 @@ import yaml
 
 from ansible_collections.virtops.migration.plugins.module_utils import _options
 from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import HOST_INFO_MODULE
+from ansible_collections.virtops.migration.plugins.module_utils._facts.maintenance import MAINTENANCE_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._facts.precheck_run import PRECHECK_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import CONNECTION_ARGUMENT_SPEC
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.run import EVACUATE_MODULE
@@ -33,6 +34,7 @@ from ansible_collections.virtops.migration.plugins.modules import (
     evacuation_report,
     evacuation_verify,
     host_info,
+    maintenance,
     migrate,
     precheck,
     restore_plan,
@@ -48,6 +50,7 @@ MODULES = dict(
     evacuation_plan=(evacuation_plan, EVACUATION_PLAN_MODULE),
     precheck=(precheck, PRECHECK_MODULE),
     host_info=(host_info, HOST_INFO_MODULE),
+    maintenance=(maintenance, MAINTENANCE_MODULE),
     evacuation_verify=(evacuation_verify, EVACUATION_VERIFY_MODULE),
     restore_plan=(restore_plan, RESTORE_PLAN_MODULE),
     evacuation_report=(evacuation_report, EVACUATION_REPORT_MODULE),
@@ -76,7 +79,8 @@ def test_shared_options_come_from_their_declaration(name):
             continue
         group, declaration = DECLARED[option]
         expected = declaration.spec()
-        differs = dict((k, spec.get(k)) for k in set(spec) | set(expected) if expected.get(k) != spec.get(k))
+        differs = dict((k, spec.get(k, False if k == "required" else None)) for k in set(spec) | set(expected)
+                       if expected.get(k) != spec.get(k))
         # Only the default (or requiredness) may differ, and the module's documentation says so and nothing else.
         assert set(differs) <= {"default", "required"}, (name, option, differs)
         documented = own_options.get(option)

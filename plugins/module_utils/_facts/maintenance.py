@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to the virtops.migration collection. This is not a public API: it may change
+# or disappear in any release, and other collections must not import it.
+"""The host's maintenance marker: a one-line file that keeps the host out of every plan's destinations.
+
+host_info reports it (``maintenance``, ``maintenance_reason``); the maintenance module sets and
+removes it. It is refused while an evacuation other than the caller's runs on the host (holds
+the host's journal lock): a second evacuation must not rewrite the marker of the first, nor a
+restore take the host out of maintenance under a running one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import (
+    JournalError,
+    JournalStore,
+    atomic_write,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
+from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
+from ansible_collections.virtops.migration.plugins.module_utils._options import (
+    EVACUATION_ID,
+    JOURNAL,
+    REASON,
+    argument_spec,
+)
+
+MAINTENANCE_FILE = "/var/lib/virtops-migration/maintenance"
+MAX_REASON = 500
+DEFAULT_REASON = "maintenance"
+
+
+def read_marker(path=None):
+    """The marker's text (stripped), "" for an empty marker, or None when the host is not marked."""
+    try:
+        with open(path or MAINTENANCE_FILE) as handle:
+            return handle.read().strip()
+    except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise VirtopsError("cannot read the maintenance marker %s: %s" % (path or MAINTENANCE_FILE, err.strerror))
+
+
+def check_reason(reason):
+    """The reason as the marker holds it; ParameterError for one that is not one short line."""
+    text = (reason or "").strip() or DEFAULT_REASON
+    if "\n" in text or "\r" in text or len(text) > MAX_REASON:
+        raise ParameterError("reason must be one line of at most %d characters, not %r" % (MAX_REASON, text[:80]))
+    return text
+
+
+def marker_text(reason, evacuation_id):
+    return "%s (evacuation %s)" % (reason, evacuation_id) if evacuation_id else reason
+
+
+def running_elsewhere(journal_dir, evacuation_id):
+    """The id of another evacuation that runs on this host now (holds its journal lock), or None.
+
+    A run of ``evacuation_id`` itself (a resumed evacuation marking its host again) is not another one.
+    """
+    store = JournalStore(journal_dir, evacuation_id or "maintenance")
+    try:
+        if not store.held():
+            return None
+    except JournalError as err:
+        raise VirtopsError(str(err)) from None
+    owner = (store.owner() or {}).get("evacuation_id")
+    if evacuation_id and owner == evacuation_id:
+        return None
+    return owner or "of unknown id"
+
+
+def set_marker(text, path=None, check_mode=False):
+    """Write the marker; (changed, text before or None)."""
+    path = path or MAINTENANCE_FILE
+    before = read_marker(path)
+    if before == text:
+        return False, before
+    if not check_mode:
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            atomic_write(path, text + "\n", 0o644)
+        except OSError as err:
+            raise VirtopsError("cannot write the maintenance marker %s: %s" % (path, err.strerror)) from None
+    return True, before
+
+
+def clear_marker(path=None, check_mode=False):
+    """Remove the marker; (changed, text before or None)."""
+    path = path or MAINTENANCE_FILE
+    before = read_marker(path)
+    if before is None:
+        return False, None
+    if not check_mode:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise VirtopsError("cannot remove the maintenance marker %s: %s" % (path, err.strerror)) from None
+    return True, before
+
+
+def _diff(before, after):
+    return dict(before=before + "\n" if before is not None else "", after=after + "\n" if after is not None else "",
+                before_header=MAINTENANCE_FILE, after_header=MAINTENANCE_FILE)
+
+
+def run_maintenance(module, path=None):
+    params = module.params
+    present = params["state"] == "present"
+    evacuation_id = params["evacuation_id"]
+    text = marker_text(check_reason(params["reason"]), evacuation_id) if present else None
+    try:
+        if evacuation_id is not None:
+            JournalStore(params["journal_dir"], evacuation_id)  # validates the id
+    except JournalError as err:
+        raise ParameterError(str(err)) from None
+    other = running_elsewhere(params["journal_dir"], evacuation_id)
+    if other is not None:
+        raise VirtopsError("evacuation %s is running on this host: the maintenance marker is left as it is (%s)" % (
+            other, "wait for it to end, or abort it" if present else "restore the host once it has ended"))
+    if present:
+        changed, before = set_marker(text, path, module.check_mode)
+    else:
+        changed, before = clear_marker(path, module.check_mode)
+    after = text if present else None
+    result = dict(changed=changed, maintenance=present, marked_before=before is not None, reason_before=before,
+                  reason=after, path=path or MAINTENANCE_FILE)
+    if changed:
+        result["diff"] = _diff(before, after)
+    return result
+
+
+MAINTENANCE_ARGUMENT_SPEC = argument_spec(
+    EVACUATION_ID["evacuation_id"].but(required=False), JOURNAL, REASON,
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+)
+
+# On the host, from files alone: no libvirt connection.
+MAINTENANCE_MODULE = EntryPoint(run_maintenance, MAINTENANCE_ARGUMENT_SPEC, connection=False)
