@@ -312,6 +312,9 @@ def cmd_libvirtd(args):
         # Stop the sockets too: socket activation would start the daemon again.
         "stop": [["systemctl", "stop", "libvirtd.service", "libvirtd*.socket"]],
         "kill": [["systemctl", "kill", "--kill-who=main", "--signal=SIGKILL", "libvirtd.service"]],
+        # SIGSTOP: the daemon keeps its sockets and connections open but answers nothing (a hung daemon).
+        "freeze": [["systemctl", "kill", "--kill-who=main", "--signal=SIGSTOP", "libvirtd.service"]],
+        "thaw": [["systemctl", "kill", "--kill-who=main", "--signal=SIGCONT", "libvirtd.service"]],
         "start": [["sh", "-c", "systemctl start $(systemctl list-unit-files 'libvirtd*.socket' --state=enabled "
                                "--no-legend | cut -d' ' -f1) libvirtd.service"]],
     }
@@ -472,9 +475,10 @@ def build_parser():
         link.add_argument("--net", default="mig", choices=network.NETS)
         link.set_defaults(func=cmd_link, action=action)
 
-    libvirtd = sub.add_parser("libvirtd", help="stop, start, restart or kill (SIGKILL) a host's libvirt daemon")
+    libvirtd = sub.add_parser(
+        "libvirtd", help="stop, start, restart, kill (SIGKILL), freeze (SIGSTOP) or thaw (SIGCONT) a host's libvirt daemon")
     libvirtd.add_argument("host")
-    libvirtd.add_argument("action", choices=("stop", "start", "restart", "kill"))
+    libvirtd.add_argument("action", choices=("stop", "start", "restart", "kill", "freeze", "thaw"))
     libvirtd.set_defaults(func=cmd_libvirtd)
 
     kvm = sub.add_parser("kvm", help="make a host TCG-only (off) or give it KVM back (on); restarts its libvirtd")

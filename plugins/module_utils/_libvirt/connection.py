@@ -17,13 +17,16 @@ seconds with a clear message instead of hanging in the kernel's SYN retries.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import xml.etree.ElementTree as ET
 
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.bounded import BoundedCalls
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     HypervisorUnreachable,
     LibvirtError,
     ParameterError,
+    Unanswered,
     call,
     lookup,
 )
@@ -43,6 +46,52 @@ from ansible_collections.virtops.migration.plugins.module_utils._options import 
 # The common connection options, merged into every module's argument spec and
 # documented once in the virtops.migration.connection doc fragment.
 CONNECTION_ARGUMENT_SPEC = argument_spec(CONNECTION)
+
+# Every connection pings its daemon every KEEPALIVE_INTERVAL_S seconds. When KEEPALIVE_COUNT
+# pings in a row go unanswered (the daemon hung, its host stopped answering), libvirt closes the
+# connection, and each call waiting on it fails instead of waiting forever (libvirt's own
+# defaults for its daemons' connections). Keepalive needs an event loop: see event_loop().
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 5
+# Opening a connection has no time limit of libvirt's own either: a daemon that accepts the
+# TCP connection and then answers nothing would hold the open forever. It is given the
+# connect timeout plus this long for the TLS handshake and the first calls.
+OPEN_GRACE_S = 20
+
+# Whether the loop runs, by the id of the bindings' module (the unit tests' stand-ins have their own).
+_EVENT_LOOP = {}
+_EVENT_LOOP_LOCK = threading.Lock()
+
+
+def event_loop():
+    """Run libvirt's default event loop in a thread of its own, once per process; whether it runs.
+
+    It must be registered before the connections that use it are opened; it carries their
+    keepalive pings, also while another thread waits in a long call (a migration).
+    """
+    with _EVENT_LOOP_LOCK:
+        if id(libvirt) in _EVENT_LOOP:
+            return _EVENT_LOOP[id(libvirt)]
+        register = getattr(libvirt, "virEventRegisterDefaultImpl", None)
+        run_once = getattr(libvirt, "virEventRunDefaultImpl", None)
+        running = False
+        if register is not None and run_once is not None:
+            try:
+                register()
+            except libvirt.libvirtError:
+                pass
+            else:
+                def loop():
+                    while True:
+                        if run_once() < 0:
+                            time.sleep(0.1)
+
+                thread = threading.Thread(target=loop, name="libvirt event loop")
+                thread.daemon = True
+                thread.start()
+                running = True
+        _EVENT_LOOP[id(libvirt)] = running
+        return running
 
 
 class ConnectionSettings(object):
@@ -227,8 +276,18 @@ def open_hypervisor(uri, connect_timeout):
     if not uri.is_local:
         probe(uri.host, uri.effective_port, connect_timeout)
     silence_default_error_handler()
+    keepalive = event_loop()
+    wait_s = connect_timeout + OPEN_GRACE_S
     try:
-        conn = call("opening %s" % uri, libvirt.open, str(uri))
+        conn = BoundedCalls(wait_s)("opening %s" % uri, libvirt.open, str(uri))
+    except Unanswered:
+        raise HypervisorUnreachable("libvirt at %s took the connection but answered nothing within %d s (its daemon "
+                                    "hangs, or its host is overloaded)" % (uri, wait_s)) from None
     except LibvirtError as err:
         raise HypervisorUnreachable("cannot connect to libvirt at %s: %s" % (uri, err.libvirt_message)) from None
+    if keepalive:
+        try:
+            conn.setKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)
+        except libvirt.libvirtError:
+            pass  # a daemon without keepalive: its calls are unbounded, as before
     return Hypervisor(uri, conn, connect_timeout)

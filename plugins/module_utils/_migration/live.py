@@ -223,7 +223,7 @@ class LiveMigration(object):
         return result
 
     def _postcopy_failed_now(self):
-        src_state, dst_state = self.task.refresh()
+        src_state, dst_state = self.task.read_each()
         return bool((src_state and src_state.postcopy_failed) or (dst_state and dst_state.postcopy_failed))
 
     def _success(self, controller, runner, was_running, definition):
@@ -247,7 +247,8 @@ class LiveMigration(object):
 
     def _fail_precopy(self, error, controller, runner, was_running):
         task = self.task
-        src_state, dst_state = task.refresh()
+        # A host that cannot be read gives None here: nothing below acts on it (None is "unknown").
+        states = src_state, dst_state = task.read_each()
         notes = []
         if src_state is not None and src_state.state == PAUSED and controller.phase == "paused" and was_running:
             call("resuming the guest on %s" % task.src.name, task.src_dom.resume)
@@ -258,7 +259,7 @@ class LiveMigration(object):
         aborted = any(e["step"] == "abort" for e in controller.escalations)
         progress = describe_progress(runner.last) if runner.last is not None else "no progress recorded"
         what = "aborted at the timeout (%s s, timeout_action=abort)" % self.plan.timeout if aborted else "failed"
-        where, where_text = task.where_now()
+        where, where_text = task.where_now(None if notes else states)
         msg = "live migration of %s from %s to %s %s after %.1f s (%s): %s. Where the domain is now: %s." % (
             task.request.name, task.src.name, task.dst.name, what, runner.elapsed, progress, error.msg,
             where_text)

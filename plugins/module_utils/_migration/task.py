@@ -22,6 +22,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.binding
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import ConnectionSettings, local_address_of, open_hypervisor
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain_ops import persist_where_it_runs, state_of
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
+    HypervisorUnreachable,
     LibvirtError,
     MigrationFailed,
     ParameterError,
@@ -75,7 +76,11 @@ def run_migrate(module):
 RECONNECT_WAIT_S = 30
 
 
-def _state_dict(state, hypervisor):
+def _state_dict(state, hypervisor, unreadable=None):
+    """A host's entry of RV(where). ``unreadable``: why the host could not be read (its state
+    is then ``unknown`` and ``present`` null: the module does not know)."""
+    if unreadable is not None:
+        return dict(host=hypervisor.name, present=None, state="unknown", error=unreadable)
     out = dict(host=hypervisor.name, present=state is not None)
     if state is not None:
         out.update(state.as_dict())
@@ -95,6 +100,10 @@ class MigrateTask(object):
         self.src_dom = None
         self.dst_dom = None
         self.started = started if started is not None else time.monotonic()
+        # Why a host could not be read at the last read_each() (by host name); empty when both were.
+        self.unreadable = {}
+        # Why a broken connection could not be opened again at the last refresh() (by host name).
+        self.reopen_errors = {}
 
     # --- where things stand ----------------------------------------------------------
 
@@ -112,10 +121,18 @@ class MigrateTask(object):
         """Both hosts' states of the domain, read now. A connection that broke under the task (its
         libvirt daemon killed or restarted mid-migration) is opened again first, for up to
         RECONNECT_WAIT_S seconds, so that a failure still says where the domain is."""
+        self.reopen_errors = {}
         try:
             return self._read_both()
         except LibvirtError:
-            reopened = [hyp.reopen_if_broken(RECONNECT_WAIT_S) for hyp in (self.src, self.dst)]
+            reopened = []
+            for hyp in (self.src, self.dst):
+                try:
+                    reopened.append(hyp.reopen_if_broken(RECONNECT_WAIT_S))
+                except HypervisorUnreachable as err:
+                    self.reopen_errors[hyp.name] = err.msg
+            if self.reopen_errors:
+                raise HypervisorUnreachable("; ".join(sorted(self.reopen_errors.values())))
             if not any(reopened):
                 raise
         return self._read_both()
@@ -131,14 +148,44 @@ class MigrateTask(object):
         self.dst_dom = self.dst.domain(key)
         return self._states()
 
-    def where_now(self):
-        """Where the domain is now, read once from both hosts: (the RV(where) dict, a line for messages)."""
-        src_state, dst_state = self.refresh()
+    def read_each(self):
+        """Both hosts' states, as refresh() reads them; but a host that cannot be read even after
+        reopening its connection (its daemon hung or gone, its host unreachable) gives None, and
+        why is kept in ``unreadable``: None there means unknown, never absent."""
+        self.unreadable = {}
+        try:
+            return self.refresh()
+        except (LibvirtError, HypervisorUnreachable):
+            pass
+        known = [dom.UUIDString() for dom in (self.src_dom, self.dst_dom) if dom is not None]
+        key = known[0] if known else self.request.name
+        states = []
+        for hyp, attr in ((self.src, "src_dom"), (self.dst, "dst_dom")):
+            try:
+                if not hyp.alive():
+                    raise HypervisorUnreachable("its libvirt connection broke and could not be opened again: %s" % (
+                        self.reopen_errors.get(hyp.name, "no answer")))
+                dom = hyp.domain(key)
+                setattr(self, attr, dom)
+                states.append(state_of(dom, hyp.name))
+            except (LibvirtError, HypervisorUnreachable) as err:
+                self.unreadable[hyp.name] = err.msg
+                states.append(None)
+        return tuple(states)
+
+    def where_now(self, states=None):
+        """Where the domain is now, read once from both hosts (or as ``states`` just read by
+        read_each()): (the RV(where) dict, a line for messages). A host that cannot be read is
+        reported ``unknown``, with why."""
+        src_state, dst_state = states if states is not None else self.read_each()
 
         def one(state, hyp):
+            if hyp.name in self.unreadable:
+                return "%s: unknown (cannot read it: %s)" % (hyp.name, self.unreadable[hyp.name])
             return "%s: %s" % (hyp.name, state.describe() if state is not None else "absent")
 
-        where = dict(source=_state_dict(src_state, self.src), destination=_state_dict(dst_state, self.dst))
+        where = dict(source=_state_dict(src_state, self.src, self.unreadable.get(self.src.name)),
+                     destination=_state_dict(dst_state, self.dst, self.unreadable.get(self.dst.name)))
         return where, "%s; %s" % (one(src_state, self.src), one(dst_state, self.dst))
 
     # --- the task --------------------------------------------------------------------

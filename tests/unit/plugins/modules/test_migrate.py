@@ -579,3 +579,45 @@ def test_a_daemon_restarted_mid_migration_is_reconnected_to_say_where_the_domain
     assert out["where"]["source"]["state"] == "running" and not out["where"]["destination"]["present"]
     assert len(opens) == 2 and first.dropped, opens   # opened, dropped, opened again
     assert where(world) == {"hv1": (RUNNING, True)}
+
+
+def test_a_destination_that_stops_answering_is_reported_unknown_and_nothing_is_done_to_it(run, monkeypatch):
+    # Found by the fault suite on the lab (destination libvirtd SIGSTOPped): keepalive closed the
+    # connection, it could not be opened again, and the failure said nothing of where the domain was.
+    from ansible_collections.virtops.migration.plugins.module_utils._libvirt import connection as _connection
+    from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import Hypervisor
+    from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import HypervisorUnreachable
+    from ansible_collections.virtops.migration.plugins.module_utils._migration import task as _task
+
+    world = World(Scenario(fail="internal error: connection closed due to keepalive timeout"))
+    dom = world.hv1.add("mig-a", UUID)
+    first = _DroppedConnection(world.hv2)
+    plain_open = world.open
+
+    def open_(uri, timeout):
+        if "hv2" in str(uri):
+            if not first.dropped:
+                return Hypervisor(uri, first)
+            raise HypervisorUnreachable("libvirt at %s took the connection but answered nothing within 30 s" % uri)
+        return plain_open(uri, timeout)
+
+    migrate_to = dom.migrateToURI3
+
+    def migrate_and_lose_the_destination(*args):
+        try:
+            return migrate_to(*args)
+        finally:
+            first.dropped = True
+
+    monkeypatch.setattr(dom, "migrateToURI3", migrate_and_lose_the_destination)
+    monkeypatch.setattr(world, "open", open_)
+    monkeypatch.setattr(_connection, "open_hypervisor", open_)
+    monkeypatch.setattr(_task, "RECONNECT_WAIT_S", 0)
+    out = run(world)
+    assert out["rc"] == 1 and "keepalive timeout" in out["msg"], out["msg"]
+    assert "hv1: running, persistent; hv2: unknown (cannot read it: " in out["msg"], out["msg"]
+    assert out["where"]["source"]["state"] == "running"
+    assert out["where"]["destination"] == dict(host="hv2", present=None, state="unknown",
+                                               error=out["where"]["destination"]["error"])
+    assert "answered nothing" in out["where"]["destination"]["error"]
+    assert where(world) == {"hv1": (RUNNING, True)}
