@@ -405,8 +405,9 @@ where:
   description:
     - On failure, once the domain was found - where the domain is now, in the same form as RV(state). When the task
       was refused before anything started (a failed check), that is where it was found, unchanged; otherwise both hosts
-      are read again after the failure (a libvirt connection that broke is opened again first). Missing only when
-      even that read failed - the message says what happened.
+      are read again after the failure (a libvirt connection that broke is opened again first). A host that still
+      cannot be read (its daemon hangs, or it stopped answering) has C(state) C(unknown), C(present) null and an
+      C(error) that says why - unknown, not absent.
   returned: on failure, once the domain was found
   type: dict
 """
