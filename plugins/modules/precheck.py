@@ -66,7 +66,11 @@ options:
     type: int
     default: 3
   dirty_rate_seconds:
-    description: Seconds over which QEMU measures each running domain's dirty rate (all in parallel); 0 skips it.
+    description:
+      - Seconds over which QEMU measures each running domain's dirty rate (all in parallel); 0 skips it.
+      - QEMU samples 512 pages per GiB of guest memory, so one changed sample reads as 2 MiB divided
+        by these seconds, and pages the guest kernel rewrites all the time count in full over a short
+        window. A longer window gives a steadier rate for small or slowly dirtying guests.
     type: int
     default: 2
   certificate_min_days:
