@@ -216,15 +216,15 @@ class LiveMigration(object):
         error = runner.run()
         result = dict(escalations=controller.escalations)
         if error is not None:
-            if controller.phase in ("postcopy", "postcopy_paused") or self._postcopy_failed_now():
+            if controller.phase in ("postcopy", "postcopy_paused"):
                 return self.resume_after_failure(error, controller, runner, definition)
-            self._fail_precopy(error, controller, runner, was_running)
+            # Read once: a host that does not answer costs RECONNECT_WAIT_S at each read.
+            states = task.read_each()
+            if any(state is not None and state.postcopy_failed for state in states):
+                return self.resume_after_failure(error, controller, runner, definition)
+            self._fail_precopy(error, controller, runner, was_running, states)
         result.update(self._success(controller, runner, was_running, definition))
         return result
-
-    def _postcopy_failed_now(self):
-        src_state, dst_state = self.task.read_each()
-        return bool((src_state and src_state.postcopy_failed) or (dst_state and dst_state.postcopy_failed))
 
     def _success(self, controller, runner, was_running, definition):
         task = self.task
@@ -245,10 +245,11 @@ class LiveMigration(object):
                 call("resuming the guest on %s after the paused migration" % task.dst.name, task.dst_dom.resume)
         return out
 
-    def _fail_precopy(self, error, controller, runner, was_running):
+    def _fail_precopy(self, error, controller, runner, was_running, states):
+        """``states``: both hosts' states, read by read_each() after the failure. A host that could
+        not be read is None there, and nothing below acts on it (None is "unknown")."""
         task = self.task
-        # A host that cannot be read gives None here: nothing below acts on it (None is "unknown").
-        states = src_state, dst_state = task.read_each()
+        src_state, dst_state = states
         notes = []
         if src_state is not None and src_state.state == PAUSED and controller.phase == "paused" and was_running:
             call("resuming the guest on %s" % task.src.name, task.src_dom.resume)
@@ -259,7 +260,7 @@ class LiveMigration(object):
         aborted = any(e["step"] == "abort" for e in controller.escalations)
         progress = describe_progress(runner.last) if runner.last is not None else "no progress recorded"
         what = "aborted at the timeout (%s s, timeout_action=abort)" % self.plan.timeout if aborted else "failed"
-        where, where_text = task.where_now(None if notes else states)
+        where, where_text = task.where_now(task.read_each(again=True) if notes else states)
         msg = "live migration of %s from %s to %s %s after %.1f s (%s): %s. Where the domain is now: %s." % (
             task.request.name, task.src.name, task.dst.name, what, runner.elapsed, progress, error.msg,
             where_text)

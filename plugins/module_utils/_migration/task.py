@@ -148,19 +148,28 @@ class MigrateTask(object):
         self.dst_dom = self.dst.domain(key)
         return self._states()
 
-    def read_each(self):
+    def read_each(self, again=False):
         """Both hosts' states, as refresh() reads them; but a host that cannot be read even after
         reopening its connection (its daemon hung or gone, its host unreachable) gives None, and
-        why is kept in ``unreadable``: None there means unknown, never absent."""
+        why is kept in ``unreadable``: None there means unknown, never absent.
+
+        ``again``: a second read after acting on what the first one found; a host that could not
+        be read then stays unknown without being tried again (it would cost RECONNECT_WAIT_S)."""
+        kept = dict(self.unreadable) if again else {}
         self.unreadable = {}
-        try:
-            return self.refresh()
-        except (LibvirtError, HypervisorUnreachable):
-            pass
+        if not kept:
+            try:
+                return self.refresh()
+            except (LibvirtError, HypervisorUnreachable):
+                pass
         known = [dom.UUIDString() for dom in (self.src_dom, self.dst_dom) if dom is not None]
         key = known[0] if known else self.request.name
         states = []
         for hyp, attr in ((self.src, "src_dom"), (self.dst, "dst_dom")):
+            if hyp.name in kept:
+                self.unreadable[hyp.name] = kept[hyp.name]
+                states.append(None)
+                continue
             try:
                 if not hyp.alive():
                     raise HypervisorUnreachable("its libvirt connection broke and could not be opened again: %s" % (

@@ -543,36 +543,46 @@ class _DroppedConnection(object):
         return broken
 
 
-def test_a_daemon_restarted_mid_migration_is_reconnected_to_say_where_the_domain_is(run, monkeypatch):
-    # Found by the fault suite on the lab: the failure said "looking up domain ... on hv2: Cannot recv
-    # data" and nothing about where the domain was.
+def _lose_hv2(world, monkeypatch, reopened, drop_on=None):
+    """hv2's libvirt connection breaks as the migration of mig-a ends (or, with ``drop_on``, when
+    mig-a's method of that name is called on hv1); ``reopened(uri)`` then answers every open of
+    hv2. Returns hv2's first connection and the list of hv2's opens."""
     from ansible_collections.virtops.migration.plugins.module_utils._libvirt import connection as _connection
     from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import Hypervisor
 
-    world = World(Scenario(fail="Cannot write to TLS channel: Input/output error"))
     dom = world.hv1.add("mig-a", UUID)
     first = _DroppedConnection(world.hv2)
     opens = []
     plain_open = world.open
 
     def open_(uri, timeout):
-        if "hv2" in str(uri):
-            opens.append(str(uri))
-            if len(opens) == 1:
-                return Hypervisor(uri, first)
-        return plain_open(uri, timeout)
+        if "hv2" not in str(uri):
+            return plain_open(uri, timeout)
+        opens.append(str(uri))
+        return Hypervisor(uri, first) if len(opens) == 1 else reopened(uri)
 
-    migrate_to = dom.migrateToURI3
+    method = drop_on or "migrateToURI3"
+    plain = getattr(dom, method)
 
-    def migrate_and_lose_the_destination(*args):
+    def call_and_lose_the_destination(*args):
         try:
-            return migrate_to(*args)
+            return plain(*args)
         finally:
             first.dropped = True
 
-    monkeypatch.setattr(dom, "migrateToURI3", migrate_and_lose_the_destination)
+    monkeypatch.setattr(dom, method, call_and_lose_the_destination)
     monkeypatch.setattr(world, "open", open_)                  # the task's own opens
     monkeypatch.setattr(_connection, "open_hypervisor", open_)  # Hypervisor.reopen's
+    return first, opens
+
+
+def test_a_daemon_restarted_mid_migration_is_reconnected_to_say_where_the_domain_is(run, monkeypatch):
+    # Found by the fault suite on the lab: the failure said "looking up domain ... on hv2: Cannot recv
+    # data" and nothing about where the domain was.
+    from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import Hypervisor
+
+    world = World(Scenario(fail="Cannot write to TLS channel: Input/output error"))
+    first, opens = _lose_hv2(world, monkeypatch, lambda uri: Hypervisor(uri, world.hv2))
     out = run(world)
     assert out["rc"] == 1
     assert "Where the domain is now: hv1: running, persistent; hv2: absent" in out["msg"], out["msg"]
@@ -581,43 +591,47 @@ def test_a_daemon_restarted_mid_migration_is_reconnected_to_say_where_the_domain
     assert where(world) == {"hv1": (RUNNING, True)}
 
 
+def _answers_nothing(uri):
+    from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import HypervisorUnreachable
+    raise HypervisorUnreachable("libvirt at %s took the connection but answered nothing within 30 s" % uri)
+
+
 def test_a_destination_that_stops_answering_is_reported_unknown_and_nothing_is_done_to_it(run, monkeypatch):
     # Found by the fault suite on the lab (destination libvirtd SIGSTOPped): keepalive closed the
     # connection, it could not be opened again, and the failure said nothing of where the domain was.
-    from ansible_collections.virtops.migration.plugins.module_utils._libvirt import connection as _connection
-    from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import Hypervisor
-    from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import HypervisorUnreachable
-    from ansible_collections.virtops.migration.plugins.module_utils._migration import task as _task
-
     world = World(Scenario(fail="internal error: connection closed due to keepalive timeout"))
-    dom = world.hv1.add("mig-a", UUID)
-    first = _DroppedConnection(world.hv2)
-    plain_open = world.open
-
-    def open_(uri, timeout):
-        if "hv2" in str(uri):
-            if not first.dropped:
-                return Hypervisor(uri, first)
-            raise HypervisorUnreachable("libvirt at %s took the connection but answered nothing within 30 s" % uri)
-        return plain_open(uri, timeout)
-
-    migrate_to = dom.migrateToURI3
-
-    def migrate_and_lose_the_destination(*args):
-        try:
-            return migrate_to(*args)
-        finally:
-            first.dropped = True
-
-    monkeypatch.setattr(dom, "migrateToURI3", migrate_and_lose_the_destination)
-    monkeypatch.setattr(world, "open", open_)
-    monkeypatch.setattr(_connection, "open_hypervisor", open_)
-    monkeypatch.setattr(_task, "RECONNECT_WAIT_S", 0)
+    first, opens = _lose_hv2(world, monkeypatch, _answers_nothing)
+    monkeypatch.setattr(_migrate, "RECONNECT_WAIT_S", 0)
     out = run(world)
+    assert first.dropped and len(opens) == 2, opens   # opened, then one try to open it again
     assert out["rc"] == 1 and "keepalive timeout" in out["msg"], out["msg"]
     assert "hv1: running, persistent; hv2: unknown (cannot read it: " in out["msg"], out["msg"]
     assert out["where"]["source"]["state"] == "running"
     assert out["where"]["destination"] == dict(host="hv2", present=None, state="unknown",
                                                error=out["where"]["destination"]["error"])
     assert "answered nothing" in out["where"]["destination"]["error"]
+    assert where(world) == {"hv1": (RUNNING, True)}
+
+
+def test_a_host_found_unreadable_is_not_tried_again_after_the_guest_is_resumed(run, monkeypatch):
+    # The module paused the guest at the timeout; then the destination stopped answering and the
+    # job failed. The guest is resumed on hv1, and the report of where it is reads hv1 again, but
+    # not hv2: one more try would cost another RECONNECT_WAIT_S for a host known not to answer.
+    world = World(Scenario(complete=lambda job: False))
+    first, opens = _lose_hv2(world, monkeypatch, _answers_nothing, drop_on="suspend")
+    dom = world.hv1.domains[UUID]
+    suspend = dom.suspend
+
+    def suspend_then_fail():
+        suspend()
+        dom.job.paused = False                      # the job goes on, and then fails
+        world.scenario.fail = "internal error: connection closed due to keepalive timeout"
+
+    monkeypatch.setattr(dom, "suspend", suspend_then_fail)
+    monkeypatch.setattr(_migrate, "RECONNECT_WAIT_S", 0)
+    out = run(world, timeout=1, timeout_action="pause")
+    assert out["rc"] == 1 and "keepalive timeout" in out["msg"], out["msg"]
+    assert "resumed the guest on hv1" in out["msg"], out["msg"]
+    assert "hv1: running, persistent; hv2: unknown (cannot read it: " in out["msg"], out["msg"]
+    assert first.dropped and len(opens) == 2, opens   # opened, then one try to open it again, not three
     assert where(world) == {"hv1": (RUNNING, True)}
