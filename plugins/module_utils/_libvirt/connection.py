@@ -58,8 +58,8 @@ KEEPALIVE_COUNT = 5
 # connect timeout plus this long for the TLS handshake and the first calls.
 OPEN_GRACE_S = 20
 
-# Whether the loop runs, by the id of the bindings' module (the unit tests' stand-ins have their own).
-_EVENT_LOOP = {}
+# Whether the loop runs; None until event_loop() first tried to start it.
+_EVENT_LOOP = None
 _EVENT_LOOP_LOCK = threading.Lock()
 
 
@@ -69,9 +69,10 @@ def event_loop():
     It must be registered before the connections that use it are opened; it carries their
     keepalive pings, also while another thread waits in a long call (a migration).
     """
+    global _EVENT_LOOP  # pylint: disable=global-statement
     with _EVENT_LOOP_LOCK:
-        if id(libvirt) in _EVENT_LOOP:
-            return _EVENT_LOOP[id(libvirt)]
+        if _EVENT_LOOP is not None:
+            return _EVENT_LOOP
         register = getattr(libvirt, "virEventRegisterDefaultImpl", None)
         run_once = getattr(libvirt, "virEventRunDefaultImpl", None)
         running = False
@@ -90,7 +91,7 @@ def event_loop():
                 thread.daemon = True
                 thread.start()
                 running = True
-        _EVENT_LOOP[id(libvirt)] = running
+        _EVENT_LOOP = running
         return running
 
 

@@ -42,7 +42,7 @@ LOCAL = parse_uri("qemu:///system", allow_local=True)
 @pytest.fixture(autouse=True)
 def no_loop_yet(monkeypatch):
     """Each test's bindings start without an event loop (the module keeps one per process)."""
-    monkeypatch.setattr(_connection, "_EVENT_LOOP", {})
+    monkeypatch.setattr(_connection, "_EVENT_LOOP", None)
 
 
 def test_each_connection_gets_keepalive_from_one_event_loop(monkeypatch):
