@@ -291,6 +291,41 @@ def atomic_write(path, text, mode):
         raise
 
 
+# In a journal directory: the lock one evacuation at a time holds (whatever its id), and who holds it.
+LOCK_NAME = ".lock"
+OWNER_NAME = ".running"
+
+
+def _read_owner(directory):
+    try:
+        with open(os.path.join(directory, OWNER_NAME)) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def lock_holder(directory):
+    """Who holds the evacuation lock of this journal directory now, without taking it: None when
+    no process does, else its owner record (evacuation_id, pid, since), with evacuation_id None
+    when the record cannot be read. A lock file left by a killed run, with no holder, is None."""
+    path = os.path.join(directory, LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise JournalError("cannot open %s: %s" % (path, err.strerror))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EAGAIN, errno.EACCES):
+            raise JournalError("cannot lock %s: %s" % (path, err.strerror))
+        return _read_owner(directory) or dict(evacuation_id=None, pid=None)
+    finally:
+        os.close(fd)
+    return None
+
+
 class JournalStore(object):
     """Where an evacuation's journal, abort request and lock live on the source host."""
 
@@ -300,8 +335,8 @@ class JournalStore(object):
         self.path = os.path.join(directory, evacuation_id + ".json")
         self.abort_path = os.path.join(directory, evacuation_id + ".abort")
         # One evacuation at a time per source host, whatever its id.
-        self.lock_path = os.path.join(directory, ".lock")
-        self.owner_path = os.path.join(directory, ".running")
+        self.lock_path = os.path.join(directory, LOCK_NAME)
+        self.owner_path = os.path.join(directory, OWNER_NAME)
         self._lock_fd = None
 
     def ensure_directory(self):
@@ -360,28 +395,10 @@ class JournalStore(object):
 
     def held(self):
         """Whether a process holds the host's evacuation lock now (without taking it, nor naming an owner)."""
-        try:
-            fd = os.open(self.lock_path, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        except OSError as err:
-            raise JournalError("cannot open %s: %s" % (self.lock_path, err.strerror))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as err:
-            if err.errno not in (errno.EAGAIN, errno.EACCES):
-                raise JournalError("cannot lock %s: %s" % (self.lock_path, err.strerror))
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return lock_holder(self.directory) is not None
 
     def owner(self):
-        try:
-            with open(self.owner_path) as handle:
-                return json.load(handle)
-        except (OSError, ValueError):
-            return None
+        return _read_owner(self.directory)
 
     def unlock(self):
         if self._lock_fd is None:

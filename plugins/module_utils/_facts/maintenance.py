@@ -20,8 +20,9 @@ import os
 
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import (
     JournalError,
-    JournalStore,
     atomic_write,
+    lock_holder,
+    validate_id,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
@@ -65,13 +66,13 @@ def running_elsewhere(journal_dir, evacuation_id):
 
     A run of ``evacuation_id`` itself (a resumed evacuation marking its host again) is not another one.
     """
-    store = JournalStore(journal_dir, evacuation_id or "maintenance")
     try:
-        if not store.held():
-            return None
+        holder = lock_holder(journal_dir)
     except JournalError as err:
         raise VirtopsError(str(err)) from None
-    owner = (store.owner() or {}).get("evacuation_id")
+    if holder is None:
+        return None
+    owner = holder.get("evacuation_id")
     if evacuation_id and owner == evacuation_id:
         return None
     return owner or "of unknown id"
@@ -120,7 +121,7 @@ def run_maintenance(module, path=None):
     text = marker_text(check_reason(params["reason"]), evacuation_id) if present else None
     try:
         if evacuation_id is not None:
-            JournalStore(params["journal_dir"], evacuation_id)  # validates the id
+            validate_id(evacuation_id)
     except JournalError as err:
         raise ParameterError(str(err)) from None
     other = running_elsewhere(params["journal_dir"], evacuation_id)
