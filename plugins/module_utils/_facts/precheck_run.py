@@ -41,7 +41,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._facts.measure i
     throughput,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.storage import parse_mountinfo
-from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import PRECHECK_OPTIONS
+from ansible_collections.virtops.migration.plugins.module_utils._planning.spec import PRECHECK_OPTIONS
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import validate_host
 
 

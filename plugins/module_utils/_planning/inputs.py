@@ -5,7 +5,8 @@
 #
 # PRIVATE to the virtops.migration collection. This is not a public API: it may change
 # or disappear in any release, and other collections must not import it.
-"""The planner's input: its options and the inventory's facts, validated and indexed.
+"""The planner's input: its options and the inventory's facts, validated and indexed
+(the options are declared in spec.py).
 
 Pure Python, no libvirt. Malformed input raises ParameterError naming the host, domain and
 field; the destinations are indexed in one pass over their domains, the only part of a
@@ -18,23 +19,19 @@ import math
 
 from ansible_collections.virtops.migration.plugins.module_utils._facts.labels import label_problem
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
-from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import (
-    QEMU_DEFAULT_DOWNTIME_MS,
-    Ladder,
-)
+from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
 from ansible_collections.virtops.migration.plugins.module_utils._options import (
-    CAPACITY,
-    CONCURRENCY,
-    DOMAINS,
-    FACTS,
     DO_NOT_MIGRATE_POLICIES as POLICIES,
-    LADDER,
-    PLANNING,
-    SOURCE,
-    argument_spec,
     check_bounds,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import LADDER_ORDER
+from ansible_collections.virtops.migration.plugins.module_utils._planning.spec import (
+    EVACUATION_PLAN_ARGUMENT_SPEC,
+    LIVE_FALLBACKS,
+    PLAN_INPUTS,
+    UNCHECKED_PAIRS,
+    VERDICTS,
+)
 
 
 MIB = 1024 * 1024
@@ -50,47 +47,11 @@ DOMAIN_STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff
                  "unknown")
 LIVE_STATES = frozenset(("running", "blocked", "paused"))
 INACTIVE_STATES = frozenset(("shutoff", "crashed"))
-UNCHECKED_PAIRS = ("auto", "allow", "deny")
-LIVE_FALLBACKS = ("none", "cold")
-VERDICTS = ("ok", "warn", "block")
 _VERDICT_RANK = dict(ok=0, warn=1, block=2)
 
 LIVE = "live"
 COLD = "cold"
 SHUTDOWN = "shutdown"
-
-# One pre-check as the planner takes it: these keys of a precheck module's result.
-PRECHECK_OPTIONS = dict(
-    domain=dict(type="str", required=True),
-    source=dict(type="str", required=True),
-    destination=dict(type="str", required=True),
-    verdict=dict(type="str", required=True, choices=list(VERDICTS)),
-    reasons=dict(type="list", elements="str", default=[]),
-    predicted_seconds=dict(type="float"),
-    predicted_downtime_ms=dict(type="float"),
-    converges=dict(type="bool"),
-    escalation=dict(type="str"),
-)
-
-# The module's options: the shared ones as _options declares them (the planner predicts at
-# QEMU's default downtime unless told otherwise), then those only the planner has.
-EVACUATION_PLAN_ARGUMENT_SPEC = argument_spec(
-    LADDER["max_downtime"].but(default=QEMU_DEFAULT_DOWNTIME_MS),
-    *[option for name, option in LADDER.items() if name != "max_downtime"],
-    CAPACITY, CONCURRENCY, SOURCE["source"].but(required=True), FACTS, DOMAINS, PLANNING,
-    dirty_rates=dict(type="dict", default={}),
-    source_bandwidth_mib_s=dict(type="float"),
-    prechecks=dict(type="list", elements="dict", default=[], options=PRECHECK_OPTIONS),
-    unchecked_pairs=dict(type="str", default="auto", choices=list(UNCHECKED_PAIRS)),
-    count_shutoff_domains=dict(type="bool", default=True),
-    live_fallback=dict(type="str", default="none", choices=list(LIVE_FALLBACKS)),
-    bandwidth_budget_mib_s=dict(type="float"),
-    assumed_dirty_rate_mib_s=dict(type="float", default=0.0),
-)
-
-
-# The module's parameters that are the plan's input, not planning options.
-_INPUTS = ("source", "hosts", "prechecks", "domains", "dirty_rates", "source_bandwidth_mib_s")
 
 
 def focus(hosts, source, domains=None, dirty_rates=None, bandwidth_mib_s=None):
@@ -158,7 +119,7 @@ class PlanOptions(object):
 
     def __init__(self, **params):
         merged = dict((k, v.get("default")) for k, v in EVACUATION_PLAN_ARGUMENT_SPEC.items()
-                      if k not in _INPUTS)
+                      if k not in PLAN_INPUTS)
         unknown = sorted(set(params) - set(merged))
         if unknown:
             raise ParameterError("unknown planning options: %s" % ", ".join(unknown))
@@ -190,7 +151,7 @@ class PlanOptions(object):
 
     @classmethod
     def from_params(cls, params):
-        keys = [k for k in EVACUATION_PLAN_ARGUMENT_SPEC if k not in _INPUTS]
+        keys = [k for k in EVACUATION_PLAN_ARGUMENT_SPEC if k not in PLAN_INPUTS]
         return cls(**dict((k, params.get(k)) for k in keys))
 
 

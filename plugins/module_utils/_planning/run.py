@@ -16,8 +16,9 @@ from ansible.module_utils.errors import UnsupportedError
 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import VirtopsError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
-from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import EVACUATION_PLAN_ARGUMENT_SPEC, PlanOptions, focus
+from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import PlanOptions, focus
 from ansible_collections.virtops.migration.plugins.module_utils._planning.placement import plan_evacuation
+from ansible_collections.virtops.migration.plugins.module_utils._planning.spec import EVACUATION_PLAN_ARGUMENT_SPEC
 
 
 def invocation(params):

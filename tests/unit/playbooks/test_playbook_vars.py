@@ -18,9 +18,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._migration.ladde
     TIMEOUT_ACTIONS,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._options import BOUNDS, COPY_STORAGE
-from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import (
+from ansible_collections.virtops.migration.plugins.module_utils._options import DO_NOT_MIGRATE_POLICIES as POLICIES
+from ansible_collections.virtops.migration.plugins.module_utils._planning.spec import (
     LIVE_FALLBACKS,
-    POLICIES,
     UNCHECKED_PAIRS,
 )
 from ansible_collections.virtops.migration.plugins.plugin_utils._playbook_vars import check, declared

@@ -15,7 +15,7 @@ import yaml
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import EVACUATION_PLAN_ARGUMENT_SPEC
+from ansible_collections.virtops.migration.plugins.module_utils._planning.spec import EVACUATION_PLAN_ARGUMENT_SPEC
 from ansible_collections.virtops.migration.plugins.modules import evacuation_plan
 
 sys.path.insert(0, os.path.dirname(__file__))
