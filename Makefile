@@ -77,7 +77,8 @@ test: setup
 test-generations: setup
 	tests/run-all generations
 
-# Every case of the fault suite (make test runs its representative half).
+# Every case of the fault suite and the post-copy resume (make test runs the suite's
+# representative half and only the report of a broken post-copy).
 test-faults: setup
 	tests/run-all faults
 
