@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import yaml
 
-from ansible_collections.virtops.migration.plugins.module_utils._options import CONNECTION, fragment
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import fragment
+from ansible_collections.virtops.migration.plugins.module_utils._options import CONNECTION
 
 
 class ModuleDocFragment(object):

@@ -26,7 +26,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.binding
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import CONNECTION_ARGUMENT_SPEC
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import VirtopsError
-from ansible_collections.virtops.migration.plugins.module_utils._options import check_bounds
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import check_bounds
+from ansible_collections.virtops.migration.plugins.module_utils._options import BOUNDS
 
 
 class EntryPoint(object):
@@ -76,7 +77,7 @@ class VirtopsModule(object):
             self.module.fail_json(msg=missing_required_lib("libvirt-python (Debian: python3-libvirt)"),
                                   exception=LIBVIRT_IMPORT_ERROR, **extra)
         try:
-            check_bounds(self.module.params)
+            check_bounds(self.module.params, BOUNDS)
             result = entry.run(self)
         except VirtopsError as err:
             self.module.fail_json(msg=err.msg, **dict(extra, **err.details))

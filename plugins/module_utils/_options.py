@@ -7,23 +7,19 @@
 # or disappear in any release, and other collections must not import it.
 """Every option that several modules share, declared once: type, default, choices, text.
 
-The argument specs of the modules are built from these declarations (``argument_spec``),
-and the doc fragment ``virtops.migration.options`` renders the same declarations as the
-modules' documentation, so an option's type, default, choices and description live here
-and nowhere else. A module whose default differs (an evacuation copies local disks by
-default, the planner assumes QEMU's downtime) says so with ``Option.but(default=...)``
-(likewise ``required``) and repeats only that in its DOCUMENTATION, which validate-modules
-checks.
+The argument specs of the modules are built from these declarations (``argument_spec`` of
+_option_spec.py, which holds the machinery), and the doc fragment ``virtops.migration.options``
+renders the same declarations as the modules' documentation, so an option's type, default,
+choices and description live here and nowhere else. A module whose default differs (an
+evacuation copies local disks by default, the planner assumes QEMU's downtime) says so with
+``Option.but(default=...)`` (likewise ``required``) and repeats only that in its
+DOCUMENTATION, which validate-modules checks.
 
 Options that only one module has are declared beside that module's entry point.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import (
     DEFAULT_TRANSPORT,
     LOCAL_URI,
@@ -34,6 +30,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migration.ladde
     POSTCOPY_CHOICES,
     TIMEOUT_ACTIONS,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import Option, _group
 from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import DEFAULT_SETUP_SECONDS
 
 COPY_STORAGE = ("none", "all", "incremental")
@@ -41,69 +38,6 @@ COMPRESSION_METHODS = ("xbzrle", "mt")
 MIGRATION_MODES = ("auto", "cold", "live")
 DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_SHUTDOWN_TIMEOUT = 120
-
-_SPEC_KEYS = ("type", "elements", "default", "choices", "required", "aliases", "no_log")
-
-
-class Option(object):
-    """One option: what Ansible's argument spec needs and what its documentation says."""
-
-    def __init__(self, name, type, description, default=None, choices=None, elements=None, required=False,
-                 aliases=None):
-        self.name = name
-        self.type = type
-        self.description = [description] if isinstance(description, str) else list(description)
-        self.default = default
-        self.choices = list(choices) if choices is not None else None
-        self.elements = elements
-        self.required = required
-        self.aliases = list(aliases) if aliases else None
-        # The declaration this one derives from (``but``), for the spec-provenance test.
-        self.origin = self
-
-    def but(self, **changes):
-        """This option with another default (or requiredness): the same declaration otherwise."""
-        unknown = set(changes) - {"default", "required"}
-        if unknown:
-            raise TypeError("only default and required may differ between modules, not %s" % ", ".join(sorted(unknown)))
-        other = copy.copy(self)
-        for key, value in changes.items():
-            setattr(other, key, value)
-        other.origin = self.origin
-        return other
-
-    def spec(self):
-        out = dict(type=self.type)
-        if self.elements is not None:
-            out["elements"] = self.elements
-        if self.default is not None:
-            out["default"] = copy.deepcopy(self.default)
-        if self.choices is not None:
-            out["choices"] = list(self.choices)
-        if self.required:
-            out["required"] = True
-        if self.aliases:
-            out["aliases"] = list(self.aliases)
-        return out
-
-    def doc(self):
-        out = dict(description=list(self.description), type=self.type)
-        if self.elements is not None:
-            out["elements"] = self.elements
-        if self.choices is not None:
-            out["choices"] = list(self.choices)
-        if self.default is not None:
-            out["default"] = copy.deepcopy(self.default)
-        if self.required:
-            out["required"] = True
-        if self.aliases:
-            out["aliases"] = list(self.aliases)
-        return out
-
-
-def _group(*options):
-    return dict((option.name, option) for option in options)
-
 
 # --- the libvirt connection (every module but the planner) ---------------------------
 
@@ -357,7 +291,8 @@ DAY_S = 86400
 # (minimum, maximum) of each numeric option of any module, by name; a list option's bounds hold
 # for each of its elements. Every value must also be a finite number (no inf, no nan). A value
 # out of these bounds is a mistake: the schedule would never end, a timer would overflow, a
-# migration would be capped at nothing. check_bounds() refuses it before anything is opened.
+# migration would be capped at nothing. check_bounds(params, BOUNDS) (_option_spec.py) refuses
+# it before anything is opened.
 # A module may keep the bounds of options only it has beside its entry point instead, in a
 # table of the same form it passes to check_bounds() (upgrade_plan's UPGRADE_PLAN_BOUNDS).
 BOUNDS = dict(
@@ -391,47 +326,3 @@ BOUNDS = dict(
     bandwidth_mib_s=(0.001, 10 ** 7),
     upgrade_seconds=(0, 10 ** 6),
 )
-
-
-def check_bounds(params):
-    """Refuse any numeric option of ``params`` that is not a finite number within its BOUNDS."""
-    for name, (low, high) in BOUNDS.items():
-        value = params.get(name)
-        if value is None:
-            continue
-        for item in (value if isinstance(value, (list, tuple)) else [value]):
-            if isinstance(item, bool) or not isinstance(item, (int, float)) or \
-                    (isinstance(item, float) and not math.isfinite(item)) or not low <= item <= high:
-                raise ParameterError("%s must be a finite number, at least %s and at most %s, not %r" % (name, low, high, item))
-
-
-def argument_spec(*options, **local):
-    """An argument spec: the shared ``options`` (Option objects or groups of them), then ``local`` entries.
-
-    ``local`` holds the options only this module has, as argument spec entries.
-    """
-    spec = {}
-    for item in options:
-        for option in (item.values() if isinstance(item, dict) else (item,)):
-            if option.name in spec:
-                raise TypeError("option %s is declared twice" % option.name)
-            spec[option.name] = option.spec()
-    for name, entry in local.items():
-        if name in spec:
-            raise TypeError("option %s is declared twice" % name)
-        spec[name] = entry
-    return spec
-
-
-def with_defaults(spec, params):
-    """``params`` with every option of ``spec`` that it lacks (or has as None) at its declared default."""
-    out = dict(params)
-    for name, entry in spec.items():
-        if out.get(name) is None and entry.get("default") is not None:
-            out[name] = copy.deepcopy(entry["default"])
-    return out
-
-
-def fragment(group):
-    """The documentation of a group of options, as a doc fragment's ``options`` mapping."""
-    return dict((name, option.doc()) for name, option in group.items())

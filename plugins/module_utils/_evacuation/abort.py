@@ -25,7 +25,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.jour
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
-from ansible_collections.virtops.migration.plugins.module_utils._options import EVACUATION_ID, JOURNAL, REASON, argument_spec
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import argument_spec
+from ansible_collections.virtops.migration.plugins.module_utils._options import EVACUATION_ID, JOURNAL, REASON
 
 MAX_TIMEOUT = 86400
 POLL_SECONDS = 1.0

@@ -31,12 +31,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.outp
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.journal import JournalError, atomic_write, validate_id
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
-from ansible_collections.virtops.migration.plugins.module_utils._options import (
-    EVACUATION_ID,
-    EVACUATION_RESULT,
-    SOURCE,
-    argument_spec,
-)
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import argument_spec
+from ansible_collections.virtops.migration.plugins.module_utils._options import EVACUATION_ID, EVACUATION_RESULT, SOURCE
 
 
 def _json(report):

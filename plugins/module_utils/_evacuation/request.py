@@ -24,8 +24,14 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri import migration_uri, validate_host
 from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
 from ansible_collections.virtops.migration.plugins.module_utils._migration.request import MigrationRequest
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import (
+    argument_spec,
+    check_bounds,
+    with_defaults,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._options import (
     ADDRESSES,
+    BOUNDS,
     CONCURRENCY,
     EVACUATION_ID,
     JOURNAL,
@@ -33,9 +39,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._options import 
     MIGRATION,
     SOURCE,
     STORAGE,
-    argument_spec,
-    check_bounds,
-    with_defaults,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import (
     COLD,
@@ -88,7 +91,7 @@ class EvacuationRequest(object):
     """The module's parameters, validated before anything is opened or written."""
 
     def __init__(self, params):
-        check_bounds(params)
+        check_bounds(params, BOUNDS)
         self.params = params
         self.evacuation_id = params["evacuation_id"]
         self.source = params.get("source")

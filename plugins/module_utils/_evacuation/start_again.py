@@ -25,7 +25,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors 
     VirtopsError,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
-from ansible_collections.virtops.migration.plugins.module_utils._options import argument_spec
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import argument_spec
 
 DOMAIN_START_ARGUMENT_SPEC = argument_spec(
     domains=dict(type="list", elements="str", required=True),

@@ -25,12 +25,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.reco
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.request import ACTIVE_STATES
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
-from ansible_collections.virtops.migration.plugins.module_utils._options import (
-    EVACUATION_RESULT,
-    FACTS,
-    SOURCE,
-    argument_spec,
-)
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import argument_spec
+from ansible_collections.virtops.migration.plugins.module_utils._options import EVACUATION_RESULT, FACTS, SOURCE
 
 SHUTOFF = "shutoff"
 

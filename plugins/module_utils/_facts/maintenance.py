@@ -26,12 +26,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.jour
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError, VirtopsError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
-from ansible_collections.virtops.migration.plugins.module_utils._options import (
-    EVACUATION_ID,
-    JOURNAL,
-    REASON,
-    argument_spec,
-)
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import argument_spec
+from ansible_collections.virtops.migration.plugins.module_utils._options import EVACUATION_ID, JOURNAL, REASON
 
 MAINTENANCE_FILE = "/var/lib/virtops-migration/maintenance"
 MAX_REASON = 500

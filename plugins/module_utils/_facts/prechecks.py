@@ -21,15 +21,15 @@ import xml.etree.ElementTree as ET
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import LibvirtError, ParameterError, call, lookup
 from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import migration_blockers, parse_capabilities
 from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import QEMU_DEFAULT_DOWNTIME_MS, Ladder
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import argument_spec, check_bounds
 from ansible_collections.virtops.migration.plugins.module_utils._options import (
     ADDRESSES,
+    BOUNDS,
     CAPACITY,
     DOMAINS,
     LADDER,
     MODE,
     STORAGE,
-    argument_spec,
-    check_bounds,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import predict_migration
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.storage import LOCAL, SHARED, plan_storage
@@ -343,5 +343,5 @@ def validate_options(params):
     """The checks the argument spec cannot express; each number's range is in _options.BOUNDS."""
     if not params["destinations"]:
         raise ParameterError("destinations must name at least one candidate host")
-    check_bounds(params)
+    check_bounds(params, BOUNDS)
     return Ladder.from_params(params)

@@ -41,7 +41,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri imp
     parse_uri,
     refuse_plaintext,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._options import CONNECTION, argument_spec
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import argument_spec
+from ansible_collections.virtops.migration.plugins.module_utils._options import CONNECTION
 
 # The common connection options, merged into every module's argument spec and
 # documented once in the virtops.migration.connection doc fragment.

@@ -28,15 +28,12 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.uri imp
     validate_host,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
-from ansible_collections.virtops.migration.plugins.module_utils._options import (
-    LADDER,
-    MIGRATION,
-    MODE,
-    STORAGE,
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import (
     argument_spec,
     check_bounds,
     with_defaults,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._options import BOUNDS, LADDER, MIGRATION, MODE, STORAGE
 
 # QEMU's limits: multifd-channels up to 255; libvirt's bandwidth is in MiB/s in a 64-bit byte count.
 MAX_PARALLEL_CONNECTIONS = 255
@@ -111,7 +108,7 @@ class MigrationRequest(object):
         address = params.get("migration_address")
         mig_uri = migration_uri(address) if address else None
         disks_uri = migration_disks_uri(address) if address else None
-        check_bounds(params)
+        check_bounds(params, BOUNDS)
         return cls(
             name=name,
             destination=destination_uri,

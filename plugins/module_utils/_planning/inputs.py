@@ -20,9 +20,10 @@ import math
 from ansible_collections.virtops.migration.plugins.module_utils._facts.labels import label_problem
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import Ladder
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import check_bounds
 from ansible_collections.virtops.migration.plugins.module_utils._options import (
+    BOUNDS,
     DO_NOT_MIGRATE_POLICIES as POLICIES,
-    check_bounds,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._planning.prediction import LADDER_ORDER
 from ansible_collections.virtops.migration.plugins.module_utils._planning.spec import (
@@ -144,7 +145,7 @@ class PlanOptions(object):
         if not isinstance(exclude, (list, tuple)) or not all(isinstance(h, str) for h in exclude):
             raise ParameterError("exclude must be a list of host names")
         _bool(where, "count_shutoff_domains", merged["count_shutoff_domains"])
-        check_bounds(merged)
+        check_bounds(merged, BOUNDS)
         self.__dict__.update(merged)
         self.exclude = frozenset(exclude)
         self.ladder = ladder

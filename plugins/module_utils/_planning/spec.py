@@ -12,6 +12,7 @@ them from here."""
 from __future__ import annotations
 
 from ansible_collections.virtops.migration.plugins.module_utils._migration.ladder import QEMU_DEFAULT_DOWNTIME_MS
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import argument_spec
 from ansible_collections.virtops.migration.plugins.module_utils._options import (
     CAPACITY,
     CONCURRENCY,
@@ -20,7 +21,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._options import 
     LADDER,
     PLANNING,
     SOURCE,
-    argument_spec,
 )
 
 UNCHECKED_PAIRS = ("auto", "allow", "deny")

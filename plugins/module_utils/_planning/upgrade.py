@@ -34,14 +34,14 @@ import re
 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
 from ansible_collections.virtops.migration.plugins.module_utils._module import EntryPoint
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import argument_spec, check_bounds
 from ansible_collections.virtops.migration.plugins.module_utils._options import (
+    BOUNDS,
     CAPACITY,
     CONCURRENCY,
     DO_NOT_MIGRATE_POLICIES as POLICIES,
     FACTS,
     PLANNING,
-    argument_spec,
-    check_bounds,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import (
     DEFAULT_BANDWIDTH_MIB_S,
@@ -335,7 +335,7 @@ class _Schedule(object):
 def _check(params):
     # The module wrapper checked the bounds already; plan_upgrade's other callers (the benchmark,
     # the tests) pass parameters that did not go through it.
-    check_bounds(params)
+    check_bounds(params, BOUNDS)
     exclude = params["exclude"] or []
     if not all(isinstance(name, str) for name in exclude):
         raise ParameterError("exclude must be a list of host names")

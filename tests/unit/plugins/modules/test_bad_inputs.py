@@ -28,7 +28,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.requ
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt import uri as _uri  # noqa: E402
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError  # noqa: E402
 from ansible_collections.virtops.migration.plugins.module_utils._migration import task as _migrate  # noqa: E402
-from ansible_collections.virtops.migration.plugins.module_utils._options import BOUNDS, check_bounds  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._option_spec import check_bounds  # noqa: E402
+from ansible_collections.virtops.migration.plugins.module_utils._options import BOUNDS  # noqa: E402
 from ansible_collections.virtops.migration.plugins.module_utils._planning.inputs import PlanOptions  # noqa: E402
 from ansible_collections.virtops.migration.plugins.modules import evacuate, migrate  # noqa: E402
 
@@ -167,12 +168,12 @@ def test_every_bound_refuses_what_is_outside_it_and_keeps_what_is_inside():
     for name, (low, high) in BOUNDS.items():
         for bad in (low - 1, high + 1, INF, -INF, NAN, True, "3"):
             with pytest.raises(ParameterError) as err:
-                check_bounds({name: bad})
+                check_bounds({name: bad}, BOUNDS)
             assert name in err.value.msg
-        check_bounds({name: low})
-        check_bounds({name: high})
+        check_bounds({name: low}, BOUNDS)
+        check_bounds({name: high}, BOUNDS)
     defaults = dict((k, v.get("default")) for k, v in EVACUATE_ARGUMENT_SPEC.items())
-    check_bounds(defaults)
+    check_bounds(defaults, BOUNDS)
 
 
 def test_a_request_built_in_python_is_held_to_the_same_rules():
@@ -193,7 +194,7 @@ def test_a_move_that_sends_nothing_is_accepted():
 
 def test_a_precheck_that_samples_no_dirty_rate_is_accepted():
     # precheck's documented "0 skips it" (the integration suites pre-check with it).
-    check_bounds({"dirty_rate_seconds": 0, "measure_bandwidth": False})
+    check_bounds({"dirty_rate_seconds": 0, "measure_bandwidth": False}, BOUNDS)
 
 
 BAD_INPUTS = len(EVACUATE_CASES) + len(MIGRATE_CASES) + len(PLAN_CASES)

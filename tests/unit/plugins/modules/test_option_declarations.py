@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from ansible_collections.virtops.migration.plugins.module_utils import _options
+from ansible_collections.virtops.migration.plugins.module_utils import _option_spec, _options
 from ansible_collections.virtops.migration.plugins.module_utils._facts.host_facts import HOST_INFO_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._facts.maintenance import MAINTENANCE_MODULE
 from ansible_collections.virtops.migration.plugins.module_utils._facts.precheck_run import PRECHECK_MODULE
@@ -117,7 +117,7 @@ def test_every_shared_declaration_is_shared():
 
 
 def test_the_connection_options_are_the_declared_ones():
-    assert CONNECTION_ARGUMENT_SPEC == _options.argument_spec(_options.CONNECTION)
+    assert CONNECTION_ARGUMENT_SPEC == _option_spec.argument_spec(_options.CONNECTION)
     for name, (_module, entry) in MODULES.items():
         if entry.connection:
             for option in _options.CONNECTION:
@@ -144,4 +144,4 @@ def test_a_derived_option_keeps_its_origin_and_may_change_only_the_default():
     with pytest.raises(TypeError):
         copy_storage.but(choices=["all"])
     with pytest.raises(TypeError):
-        _options.argument_spec(_options.LADDER, max_downtime=dict(type="int"))
+        _option_spec.argument_spec(_options.LADDER, max_downtime=dict(type="int"))
