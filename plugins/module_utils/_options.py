@@ -293,8 +293,6 @@ DAY_S = 86400
 # out of these bounds is a mistake: the schedule would never end, a timer would overflow, a
 # migration would be capped at nothing. check_bounds(params, BOUNDS) (_option_spec.py) refuses
 # it before anything is opened.
-# A module may keep the bounds of options only it has beside its entry point instead, in a
-# table of the same form it passes to check_bounds() (upgrade_plan's UPGRADE_PLAN_BOUNDS).
 BOUNDS = dict(
     connect_timeout=(1, 3600),
     max_downtime=(1, 600000),
