@@ -30,6 +30,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation.requ
     LIVE,
     SHUTDOWN,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._facts.maintenance import REFUSAL
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     DomainStateError,
     MigrationFailed,
@@ -52,6 +53,9 @@ def classify(error, aborting=False):
     if aborting and isinstance(error, MigrationFailed):
         return ABORTED_JOB
     if isinstance(error, PrecheckFailed):
+        return BLOCKED
+    if isinstance(error, MigrationFailed) and REFUSAL in error.msg:
+        # The destination's maintenance hook refused it at the start: it was marked after the plan.
         return BLOCKED
     if isinstance(error, (ParameterError, DomainStateError)):
         return FATAL

@@ -11,6 +11,12 @@ host_info reports it (``maintenance``, ``maintenance_reason``); the maintenance 
 removes it. It is refused while an evacuation other than the caller's runs on the host (holds
 the host's journal lock): a second evacuation must not rewrite the marker of the first, nor a
 restore take the host out of maintenance under a running one.
+
+The host enforces it too: the libvirt hook of the hypervisor role (roles/hypervisor/files/
+virtops-maintenance) refuses every incoming live migration while the marker is there, but of the
+domains named in the file beside it (``<marker>.returning``, one name a line), which a restore
+writes (state ``returning``) for the domains it brings back. So a plan made from facts read
+before the host was marked - another controller's, another evacuation's - cannot send it a guest.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._option_spec imp
 from ansible_collections.virtops.migration.plugins.module_utils._options import EVACUATION_ID, JOURNAL, REASON
 
 MAINTENANCE_FILE = "/var/lib/virtops-migration/maintenance"
+# What the hook says when it refuses a migration; libvirt's error carries it to the source.
+REFUSAL = "is in maintenance and takes no incoming migration"
 MAX_REASON = 500
 DEFAULT_REASON = "maintenance"
 
@@ -89,6 +97,47 @@ def set_marker(text, path=None, check_mode=False):
     return True, before
 
 
+def returning_path(path=None):
+    return (path or MAINTENANCE_FILE) + ".returning"
+
+
+def read_returning(path=None):
+    """The domains the marked host takes back (sorted), [] when it takes none."""
+    try:
+        with open(returning_path(path)) as handle:
+            return sorted(line for line in handle.read().splitlines() if line)
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise VirtopsError("cannot read %s: %s" % (returning_path(path), err.strerror)) from None
+
+
+def set_returning(names, path=None, check_mode=False):
+    """Write the domains the marked host takes back ([] removes the file); True when it changed."""
+    names = sorted(set(names))
+    if read_returning(path) == names:
+        return False
+    if not check_mode:
+        try:
+            if names:
+                atomic_write(returning_path(path), "".join(name + "\n" for name in names), 0o644)
+            else:
+                os.unlink(returning_path(path))
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise VirtopsError("cannot write %s: %s" % (returning_path(path), err.strerror)) from None
+    return True
+
+
+def check_domain_names(names):
+    """The names as given; ParameterError for one that is empty or not one line."""
+    for name in names:
+        if not name or "\n" in name or "\r" in name or "/" in name:
+            raise ParameterError("returning_domains must be domain names (one line, no '/'), not %r" % (name,))
+    return names
+
+
 def clear_marker(path=None, check_mode=False):
     """Remove the marker; (changed, text before or None)."""
     path = path or MAINTENANCE_FILE
@@ -112,9 +161,12 @@ def _diff(before, after):
 
 def run_maintenance(module, path=None):
     params = module.params
-    present = params["state"] == "present"
+    state = params["state"]
     evacuation_id = params["evacuation_id"]
-    text = marker_text(check_reason(params["reason"]), evacuation_id) if present else None
+    text = marker_text(check_reason(params["reason"]), evacuation_id) if state == "present" else None
+    names = check_domain_names(params["returning_domains"] or [])
+    if names and state != "returning":
+        raise ParameterError("returning_domains is for state=returning only, not state=%s" % state)
     try:
         if evacuation_id is not None:
             validate_id(evacuation_id)
@@ -123,22 +175,31 @@ def run_maintenance(module, path=None):
     other = running_elsewhere(params["journal_dir"], evacuation_id)
     if other is not None:
         raise VirtopsError("evacuation %s is running on this host: the maintenance marker is left as it is (%s)" % (
-            other, "wait for it to end, or abort it" if present else "restore the host once it has ended"))
-    if present:
+            other, "restore the host once it has ended" if state == "absent" else "wait for it to end, or abort it"))
+    if state == "present":
         changed, before = set_marker(text, path, module.check_mode)
-    else:
+        after = text
+    elif state == "absent":
         changed, before = clear_marker(path, module.check_mode)
-    after = text if present else None
-    result = dict(changed=changed, maintenance=present, marked_before=before is not None, reason_before=before,
-                  reason=after, path=path or MAINTENANCE_FILE)
-    if changed:
+        after = None
+    else:
+        # The marker stays as it is; an unmarked host takes every migration in anyway.
+        before = after = read_marker(path)
+        changed = False
+    # A host marked afresh, or taken out of maintenance, takes back nothing from before.
+    wanted = names if state == "returning" and before is not None else []
+    changed = set_returning(wanted, path, module.check_mode) or changed
+    result = dict(changed=changed, maintenance=after is not None, marked_before=before is not None,
+                  reason_before=before, reason=after, returning=sorted(set(wanted)), path=path or MAINTENANCE_FILE)
+    if before != after:
         result["diff"] = _diff(before, after)
     return result
 
 
 MAINTENANCE_ARGUMENT_SPEC = argument_spec(
     EVACUATION_ID["evacuation_id"].but(required=False), JOURNAL, REASON,
-    state=dict(type="str", default="present", choices=["present", "absent"]),
+    state=dict(type="str", default="present", choices=["present", "absent", "returning"]),
+    returning_domains=dict(type="list", elements="str", default=[]),
 )
 
 # On the host, from files alone: no libvirt connection.

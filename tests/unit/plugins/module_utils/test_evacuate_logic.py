@@ -17,6 +17,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuation impo
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation import request as ev_request
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.record import MoveRecord
 from ansible_collections.virtops.migration.plugins.module_utils._planning import schedule as ev_schedule
+from ansible_collections.virtops.migration.plugins.module_utils._facts import maintenance
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import (
     DomainStateError,
     LibvirtError,
@@ -128,6 +129,12 @@ class FakeExecutor(ev_executor.Executor):
                     handle.error = PrecheckFailed("cannot migrate: CPU incompatible")
                 elif outcome == "fatal":
                     handle.error = DomainStateError("the domain runs on both")
+                elif outcome == "maintenance":
+                    # As libvirt carries the destination's maintenance hook's refusal back to the source.
+                    handle.error = MigrationFailed(
+                        "live migration of a failed: Hook script execution failed: internal error: Child process "
+                        "unexpected exit status 1: virtops-migration: %s %s of a (evacuation ev)" % (
+                            handle.destination, maintenance.REFUSAL))
                 else:
                     handle.error = MigrationFailed("migration failed: %s" % outcome)
                 self._end(handle)
@@ -423,6 +430,19 @@ def test_a_blocked_destination_is_not_retried_but_replaced():
     assert journal.record("a")["destination"] == "hv3" and journal.record("a")["planned_destination"] == "hv2"
     assert any("re-placed on hv3" in n for n in journal.record("a")["notes"])
     assert any("not re-placed on hv9" in n for n in journal.record("a")["notes"])
+
+
+def test_a_destination_marked_after_the_plan_is_not_retried_but_replaced():
+    # Another evacuation marked hv2 after this plan was made; its hook refuses the migration.
+    report, executor, _store, journal = run(
+        [move("a", "hv2", 1)], {"a": [(0.5, "maintenance"), (1.0, "ok")]}, on_failure="replace",
+        replacement_hosts=["hv2", "hv3"], retries=3)
+    assert status(report) == {"a": "moved"}
+    assert [d for _t, _n, d in executor.started] == ["hv2", "hv3"]
+    assert any("re-placed on hv3 after hv2 failed" in n for n in journal.record("a")["notes"])
+    # Without replacement hosts it fails at once: retrying a host in maintenance cannot help.
+    report, executor, _store, _journal = run([move("a", "hv2", 1)], {"a": [(0.5, "maintenance")]}, retries=3)
+    assert status(report) == {"a": "failed"} and len(executor.started) == 1
 
 
 def test_fatal_errors_are_not_retried():

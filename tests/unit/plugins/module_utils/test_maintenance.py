@@ -1,6 +1,8 @@
 """The maintenance marker: set, removed, idempotent, and refused while another evacuation runs on the host."""
 
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -110,3 +112,69 @@ def test_read_marker(tmp_path):
     assert marker.read_marker(str(path)) == ""
     path.write_text(" firmware \n")
     assert marker.read_marker(str(path)) == "firmware"
+
+
+def test_returning_lets_the_marked_host_take_back_only_the_named_domains(capsys, paths):
+    path, journals = paths
+    run(capsys, journals, evacuation_id="ev1", reason="evacuation")
+    out = run(capsys, journals, state="returning", returning_domains=["web1", "db1"], evacuation_id="ev1")
+    assert out["changed"] and out["maintenance"] and out["returning"] == ["db1", "web1"]
+    assert path.read_text() == "evacuation (evacuation ev1)\n"   # the marker itself is left as it is
+    returning = path.parent / "maintenance.returning"
+    assert returning.read_text() == "db1\nweb1\n"
+    assert not run(capsys, journals, state="returning", returning_domains=["db1", "web1"])["changed"]
+    # Marking afresh, or taking the mark away, forgets them.
+    run(capsys, journals, state="returning", returning_domains=["web1"])
+    assert returning.read_text() == "web1\n"
+    out = run(capsys, journals, evacuation_id="ev2", reason="evacuation")
+    assert out["changed"] and out["returning"] == [] and not returning.exists()
+    run(capsys, journals, state="returning", returning_domains=["web1"])
+    out = run(capsys, journals, state="absent")
+    assert out["changed"] and not returning.exists() and not path.exists()
+
+
+def test_returning_on_a_host_that_is_not_marked_writes_nothing(capsys, paths):
+    path, journals = paths
+    out = run(capsys, journals, state="returning", returning_domains=["web1"])
+    assert not out["changed"] and not out["maintenance"] and out["returning"] == []
+    assert not path.parent.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (dict(returning_domains=["web1"]), "returning_domains is for state=returning only"),
+    (dict(state="absent", returning_domains=["web1"]), "returning_domains is for state=returning only"),
+    (dict(state="returning", returning_domains=["a/b"]), "returning_domains must be domain names"),
+    (dict(state="returning", returning_domains=[""]), "returning_domains must be domain names"),
+])
+def test_bad_returning_domains_are_refused_and_change_nothing(capsys, paths, args, message):
+    path, journals = paths
+    path.parent.mkdir()
+    path.write_text("firmware\n")
+    out = run(capsys, journals, **args)
+    assert out["failed"] and message in out["msg"] and "Traceback" not in out["msg"]
+    assert path.read_text() == "firmware\n" and not (path.parent / "maintenance.returning").exists()
+
+
+HOOK = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles", "hypervisor", "files",
+                    "virtops-maintenance")
+
+
+def hook(marker_file, *args):
+    env = dict(os.environ, VIRTOPS_MAINTENANCE_FILE=str(marker_file))
+    return subprocess.run([HOOK] + list(args), input="<domain/>", env=env, capture_output=True, text=True, check=False)
+
+
+def test_the_hosts_hook_refuses_incoming_migrations_while_marked_but_of_the_returning_domains(tmp_path):
+    marker_file = tmp_path / "maintenance"
+    assert hook(marker_file, "web1", "migrate", "begin", "-").returncode == 0          # not marked
+    marker_file.write_text("evacuation (evacuation ev1)\n")
+    refused = hook(marker_file, "web1", "migrate", "begin", "-")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert marker.REFUSAL in refused.stderr and "web1" in refused.stderr and "evacuation ev1" in refused.stderr
+    for operation in (("web1", "prepare", "begin", "-"), ("web1", "start", "begin", "-"), ("web1", "release", "end", "-")):
+        assert hook(marker_file, *operation).returncode == 0       # starting and stopping guests is not refused
+    (tmp_path / "maintenance.returning").write_text("db1\nweb1\n")
+    taken = hook(marker_file, "web1", "migrate", "begin", "-")
+    assert taken.returncode == 0 and taken.stdout == ""   # no output: libvirt keeps the domain's own XML
+    assert hook(marker_file, "web", "migrate", "begin", "-").returncode == 1    # whole names only
+    assert hook(marker_file, "other", "migrate", "begin", "-").returncode == 1
