@@ -18,7 +18,7 @@ description:
   - After an evacuation (O(evacuation)) - every domain the evacuation moved (status C(moved)) is no longer defined on
     O(source), is on its destination, runs there when it ran before, and is persistent there; every domain it shut down
     in place is shut off on O(source); a domain that ran before and is paused where it went is not done. With O(empty),
-    no other domain is left on O(source).
+    no other domain is left on O(source); with O(empty_pattern), no other domain whose name it matches.
   - After a restore (O(restore)) - the problems the restore plan found are kept, every failed attempt of O(moved) and
     O(started) is one, and every domain the plan moved back or started is on O(source), not shut off, and held by no
     other host (a transient shut-off leftover does not count).
@@ -40,6 +40,12 @@ options:
         there, unless the evacuation shut it down in place or skipped it by its C(do_not_migrate) policy.
     type: bool
     default: false
+  empty_pattern:
+    description:
+      - With O(evacuation) - the evacuation was to empty O(source) of the domains whose names match this regular
+        expression (from their start, as Python's C(re.match)), so every such domain still on it is a problem, as
+        O(empty) says for every domain. Ignored with O(empty).
+    type: str
   restore:
     description:
       - The result of the M(virtops.migration.restore_plan) module - its RV(virtops.migration.restore_plan#module:moves),

@@ -21,6 +21,8 @@ Entry points of the evacuation_verify and restore_plan modules.
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.record import FAILED, MOVED, SHUT_DOWN, SKIPPED, UNKNOWN
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation.request import ACTIVE_STATES
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.errors import ParameterError
@@ -44,16 +46,20 @@ def _holds(dom):
     return dom.get("state") != SHUTOFF or bool(dom.get("persistent"))
 
 
-def evacuation_problems(source, records, facts, empty=False):
+def evacuation_problems(source, records, facts, empty=False, empty_pattern=None):
     """What is not where the evacuation's journal ``records`` say, by the ``facts`` read afterwards.
 
     ``empty``: the source was to be emptied of every domain; any other domain still there (running,
     transient or not, or defined) is a problem too - it may have been moved in by another evacuation.
+    ``empty_pattern``: the same for the domains whose name it matches (re.match), when the source was
+    to be emptied of those.
     """
     problems = []
-    if empty:
+    if empty or empty_pattern is not None:
         accounted = set(rec["domain"] for rec in records if rec["status"] in (MOVED, SHUT_DOWN, SKIPPED))
         for dom in _domains_on(facts, source):
+            if empty_pattern is not None and not empty and not re.match(empty_pattern, dom.get("name") or ""):
+                continue
             if dom.get("name") not in accounted and _holds(dom):
                 problems.append("%s is still on %s (%s%s), and this evacuation did not move it" % (
                     dom.get("name"), source, dom.get("state"), "" if dom.get("persistent", True) else ", transient"))
@@ -168,7 +174,13 @@ def run_evacuation_verify(module):
         if source not in facts:
             raise ParameterError("no facts of %s, the host evacuated: it cannot be verified" % source)
         records = params["evacuation"].get("domains") or []
-        problems = evacuation_problems(source, records, facts, empty=params["empty"])
+        pattern = params["empty_pattern"]
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ParameterError("empty_pattern is not a regular expression: %s" % err) from None
+        problems = evacuation_problems(source, records, facts, empty=params["empty"], empty_pattern=pattern)
         return dict(changed=False, problems=problems, failures=failures(records))
     problems = restore_problems(source, params["restore"], facts, params["moved"] or [], params["started"])
     return dict(changed=False, problems=problems, failures=[])
@@ -187,6 +199,7 @@ def run_restore_plan(module):
 EVACUATION_VERIFY_ARGUMENT_SPEC = argument_spec(
     SOURCE["source"].but(required=True), FACTS, EVACUATION_RESULT,
     empty=dict(type="bool", default=False),
+    empty_pattern=dict(type="str"),
     restore=dict(type="dict"),
     moved=dict(type="list", elements="dict"),
     started=dict(type="dict"),
@@ -194,7 +207,7 @@ EVACUATION_VERIFY_ARGUMENT_SPEC = argument_spec(
 EVACUATION_VERIFY_RULES = dict(
     required_one_of=[("evacuation", "restore")],
     mutually_exclusive=[("evacuation", "restore")],
-    required_by=dict(moved="restore", started="restore"),
+    required_by=dict(moved="restore", started="restore", empty_pattern="evacuation"),
 )
 RESTORE_PLAN_ARGUMENT_SPEC = argument_spec(
     SOURCE["source"].but(required=True), FACTS,

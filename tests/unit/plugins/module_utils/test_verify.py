@@ -133,3 +133,7 @@ def test_an_emptied_source_holds_no_other_domain_transient_ones_included():
     assert evacuation_problems("hv2", records, facts, empty=True) == [
         "guest is still on hv2 (running, transient), and this evacuation did not move it",
         "left is still on hv2 (shutoff), and this evacuation did not move it"]
+    # Emptied of the domains of a pattern only: those it does not match may stay.
+    assert evacuation_problems("hv2", records, facts, empty_pattern="^g") == [
+        "guest is still on hv2 (running, transient), and this evacuation did not move it"]
+    assert evacuation_problems("hv2", records, facts, empty_pattern="^x") == []

@@ -55,6 +55,8 @@ def test_the_restore_round_trip(run):
     (dict(), "one of the following is required: evacuation, restore"),
     (dict(evacuation=EVACUATED, restore={}), "mutually exclusive: evacuation|restore"),
     (dict(evacuation=EVACUATED, moved=[]), "missing parameter(s) required by 'moved': restore"),
+    (dict(restore={}, empty_pattern="^a"), "missing parameter(s) required by 'empty_pattern': evacuation"),
+    (dict(evacuation=EVACUATED, empty_pattern="(["), "empty_pattern is not a regular expression"),
 ])
 def test_the_cross_option_rules(run, args, message):
     out = run(evacuation_verify, source="hv1", hosts=FACTS, **args)
