@@ -155,19 +155,30 @@ def assert_connections_survived(probes, hosts_now):
 
 
 @contextlib.contextmanager
+def held_connections(names):
+    """Yield open_connections(names); when the block raises, close them at once and re-raise.
+
+    On leaving the block normally they stay open: assert_connections_survived() stops them.
+    """
+    probes = open_connections(names)
+    try:
+        yield probes
+    except BaseException:
+        for probe in probes.values():
+            probe.stop(settle=0)
+        raise
+
+
+@contextlib.contextmanager
 def connection_survives(name, host_after):
     """Hold one TCP connection to the guest during the block; on leaving it, assert it survived.
 
     ``host_after`` is where the guest runs when the block ends. Yields a dict that gets the
     client-observed downtime in ms (``downtime_ms``; None when the guest's panic excused it).
     """
-    probes = open_connections([name])
     seen = {"downtime_ms": None}
-    try:
+    with held_connections([name]) as probes:
         yield seen
-    except BaseException:
-        probes[name].stop(settle=0)
-        raise
     seen["downtime_ms"] = assert_connections_survived(probes, {name: host_after}).get(name)
 
 

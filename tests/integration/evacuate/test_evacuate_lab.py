@@ -25,8 +25,8 @@ import time
 
 import pytest
 
-from conftest import (HYPERVISORS, assert_connections_survived, assert_intact_after_live_migration, heartbeats, labctl,
-                      open_connections, ssh, ssh_argv, wait_for)
+from conftest import (HYPERVISORS, assert_connections_survived, assert_intact_after_live_migration, heartbeats,
+                      held_connections, labctl, open_connections, ssh, ssh_argv, wait_for)
 from evacuate_helpers import (
     IPERF3_PORT,
     MAINTENANCE_REASON,
@@ -290,14 +290,9 @@ START_AGAIN = "Start again the domains the evacuation shut down in place, once n
 
 def test_restore_brings_every_guest_back(fleet):
     # A client of each guest that moves back live holds a TCP connection to it throughout.
-    clients = open_connections(LIVE)
-    try:
+    with held_connections(LIVE) as clients:
         rc, report, wall = run_playbook("restore_host.yml", dict(
             restore_host="hv1", evacuate_id="ev-evac", evacuate_control_dir=fleet["control"]))
-    except BaseException:
-        for probe in clients.values():
-            probe.stop(settle=0)
-        raise
     downtime = assert_connections_survived(clients, dict((n, "hv1") for n in LIVE))
     print("restore: client-observed downtime (ms): %s" % downtime)
     assert rc == 0, failure_messages(report)
@@ -391,43 +386,39 @@ def test_abort_cancels_the_in_flight_precopy_and_starts_nothing_new(fleet):
         watcher = Watcher(list(FLEET) + [BUSY], may_stop={"ev-off"})
         watcher.start()
         # The guests the evacuation was to move keep their clients' connections through the abort.
-        clients = open_connections(names)
-        try:
-            # Capped at 16 MiB/s, a guest rewriting 96 MiB as fast as it can never converges: it stays in flight.
-            extra = base(fleet, evacuate_id="ev-abort", evacuate_domains=names, evacuate_precheck=False,
-                         evacuate_bandwidth=16, evacuate_max_parallel_per_source=1, evacuate_timeout=900)
-            proc = start_playbook("evacuate_host.yml", extra)
+        with held_connections(names) as clients:
+            try:
+                # Capped at 16 MiB/s, a guest rewriting 96 MiB as fast as it can never converges: it stays in flight.
+                extra = base(fleet, evacuate_id="ev-abort", evacuate_domains=names, evacuate_precheck=False,
+                             evacuate_bandwidth=16, evacuate_max_parallel_per_source=1, evacuate_timeout=900)
+                proc = start_playbook("evacuate_host.yml", extra)
 
-            def busy_in_flight():
-                state = journal("hv1", "ev-abort")
-                record = (state or {}).get("domains", {}).get(BUSY) or {}
-                progress = record.get("progress") or {}
-                assert proc.poll() is None, proc.communicate()[0][-2000:]
-                return record.get("status") == "in_flight" and progress.get("processed_bytes", 0) > 0
+                def busy_in_flight():
+                    state = journal("hv1", "ev-abort")
+                    record = (state or {}).get("domains", {}).get(BUSY) or {}
+                    progress = record.get("progress") or {}
+                    assert proc.poll() is None, proc.communicate()[0][-2000:]
+                    return record.get("status") == "in_flight" and progress.get("processed_bytes", 0) > 0
 
-            wait_for(busy_in_flight, 300, "the busy guest's migration to run", interval=0.5)
-            records = journal("hv1", "ev-abort")["domains"].values()
-            order = [r["domain"] for r in sorted(records, key=lambda r: r["order"])]
-            assert order[0] == BUSY, order
-            # A second evacuation of the host, under another id, stops at its first step and changes nothing.
-            marker = maintenance("hv1")
-            rc, second, _wall = run_playbook("evacuate_host.yml", base(fleet, evacuate_id="ev-second",
-                                                                       evacuate_domains=names, evacuate_precheck=False))
-            refusals = failure_messages(second)
-            assert rc != 0 and any("evacuation ev-abort is running on this host" in m for m in refusals), refusals
-            assert maintenance("hv1") == marker and journal("hv1", "ev-second") is None
-            assert busy_in_flight(), "the first evacuation's move stopped when the second was refused"
-            rc, report, wall = run_playbook("evacuate_host.yml", dict(
-                evacuate_host="hv1", evacuate_id="ev-abort", evacuate_abort=True))
-            assert rc == 0, failure_messages(report)
-            out, _err = proc.communicate(timeout=600)
-            assert proc.returncode != 0, "the aborted evacuation's playbook succeeded"
-        except BaseException:
-            for probe in clients.values():
-                probe.stop(settle=0)
-            raise
-        finally:
-            watcher.stop()
+                wait_for(busy_in_flight, 300, "the busy guest's migration to run", interval=0.5)
+                records = journal("hv1", "ev-abort")["domains"].values()
+                order = [r["domain"] for r in sorted(records, key=lambda r: r["order"])]
+                assert order[0] == BUSY, order
+                # A second evacuation of the host, under another id, stops at its first step and changes nothing.
+                marker = maintenance("hv1")
+                rc, second, _wall = run_playbook("evacuate_host.yml", base(fleet, evacuate_id="ev-second",
+                                                                           evacuate_domains=names, evacuate_precheck=False))
+                refusals = failure_messages(second)
+                assert rc != 0 and any("evacuation ev-abort is running on this host" in m for m in refusals), refusals
+                assert maintenance("hv1") == marker and journal("hv1", "ev-second") is None
+                assert busy_in_flight(), "the first evacuation's move stopped when the second was refused"
+                rc, report, wall = run_playbook("evacuate_host.yml", dict(
+                    evacuate_host="hv1", evacuate_id="ev-abort", evacuate_abort=True))
+                assert rc == 0, failure_messages(report)
+                out, _err = proc.communicate(timeout=600)
+                assert proc.returncode != 0, "the aborted evacuation's playbook succeeded"
+            finally:
+                watcher.stop()
         downtime = assert_connections_survived(clients, dict((n, "hv1") for n in names))
         print("abort: client-observed downtime (ms): %s" % downtime)
         state = journal("hv1", "ev-abort")
