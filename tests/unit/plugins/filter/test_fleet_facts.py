@@ -7,17 +7,25 @@ same run read them there. The flag is put back once the filter is imported (test
 playbooks/templating.py does the same).
 """
 
+import importlib
+
 import pytest
 
 from ansible.module_utils import _internal
 
-_WAS_CONTROLLER = _internal.is_controller
-# pylint: disable=wrong-import-position
-from ansible.errors import AnsibleFilterError  # noqa: E402
 
-from ansible_collections.virtops.migration.plugins.filter.fleet_facts import FilterModule, fleet_facts  # noqa: E402
+def import_keeping_the_module_context(name):
+    was = _internal.is_controller
+    try:
+        return importlib.import_module(name)
+    finally:
+        _internal.is_controller = was
 
-_internal.is_controller = _WAS_CONTROLLER
+
+AnsibleFilterError = import_keeping_the_module_context("ansible.errors").AnsibleFilterError
+_filter = import_keeping_the_module_context("ansible_collections.virtops.migration.plugins.filter.fleet_facts")
+FilterModule = _filter.FilterModule
+fleet_facts = _filter.fleet_facts
 
 NOW = 1000.0
 HOSTVARS = {
