@@ -12,7 +12,8 @@ every hypervisor, by inventory name, read again after the moves, so the verdicts
 depend on what the moves themselves reported.
 
 - evacuation_problems(): every domain the evacuation moved runs where it went (when it ran)
-  and is persistent there, and no longer is on the source; one it shut down is off;
+  and is persistent there, is active on no other host, and no longer is on the source; one it
+  shut down is off;
 - restore_plan(): which evacuated domain comes back from which host, which to start again;
 - restore_problems(): every domain is back on the host, active, and nowhere else.
 
@@ -78,6 +79,11 @@ def evacuation_problems(source, records, facts, empty=False, empty_pattern=None)
                 problems.append("%s is %s on %s" % (name, there[0].get("state"), rec.get("destination")))
             elif not there[0].get("persistent"):
                 problems.append("%s is not persistent on %s" % (name, rec.get("destination")))
+            for host in sorted(set(facts) - set([source, rec.get("destination")])):
+                # A copy a migration left behind (a cancelled hand-over's, paused) counts too.
+                for dom in _named(facts, host, name):
+                    if dom.get("state") != SHUTOFF:
+                        problems.append("%s is also %s on %s" % (name, dom.get("state"), host))
         elif rec["status"] == SHUT_DOWN:
             mine = _named(facts, source, name)
             if mine and mine[0].get("state") != SHUTOFF:
