@@ -1,7 +1,7 @@
 """Benchmark: virtops.migration.migrate against a plain `virsh migrate` with the same flags.
 
 On the lab (prepared hosts), one idle guest is moved back and forth between two hosts,
-alternately by virsh and by the module, with the same flags
+in turn by virsh, by virsh with the hand-over, and by the module, with the same flags
 (--live --p2p --tls --persistent --undefinesource --abort-on-error). Reported:
 
 - end to end, from the control node: `ansible HOST -m virtops.migration.migrate` against
@@ -13,6 +13,11 @@ alternately by virsh and by the module, with the same flags
 - beside QEMU's downtime, the downtime a client of the guest saw: the longest gap between
   answers on one TCP connection to the guest's echo service, held through each migration
   (lab/virtops_lab/echo.py, a message every 10 ms).
+
+The third tool, `virsh migrate --suspend` followed by `virsh resume` on the destination, is a
+hand-over: the guest arrives paused and runs again only once the source has let go (one way to
+keep a guest from running on two hosts when libvirt's source gives up a Finish call that the
+destination still completes; issue 11). Against plain virsh it tells what that costs in downtime.
 
 With --dirty-mib N the guest keeps rewriting N MiB (as fast as it can) instead of idling.
 
@@ -48,9 +53,13 @@ def completed_job(host, name):
     return values
 
 
-def virsh_migrate(src, dst, name):
-    script = ('s=$(date +%%s.%%N); virsh migrate %s %s qemu+tls://%s/system >/dev/null; rc=$?; '
-              'e=$(date +%%s.%%N); echo "$rc $s $e"' % (VIRSH_FLAGS, name, dst))
+def virsh_migrate(src, dst, name, hand_over=False):
+    """``hand_over``: as the module does it - arrive paused (--suspend), then resume on the destination."""
+    move = "virsh migrate %s %s qemu+tls://%s/system >/dev/null" % (
+        VIRSH_FLAGS + (" --suspend" if hand_over else ""), name, dst)
+    if hand_over:
+        move += " && virsh -c qemu+tls://%s/system resume %s >/dev/null" % (dst, name)
+    script = 's=$(date +%%s.%%N); %s; rc=$?; e=$(date +%%s.%%N); echo "$rc $s $e"' % move
     started = time.monotonic()
     out = ssh(src, script, timeout=600).stdout.split()
     wall = time.monotonic() - started
@@ -58,7 +67,12 @@ def virsh_migrate(src, dst, name):
     if rc != 0:
         raise SystemExit("virsh migrate from %s to %s failed" % (src, dst))
     job = completed_job(dst, name)
-    return dict(tool="virsh", src=src, dst=dst, wall_s=wall, on_host_s=end - begin, **job)
+    return dict(tool="virsh+resume" if hand_over else "virsh", src=src, dst=dst, wall_s=wall, on_host_s=end - begin,
+                **job)
+
+
+def virsh_hand_over(src, dst, name):
+    return virsh_migrate(src, dst, name, hand_over=True)
 
 
 def module_migrate(src, dst, name):
@@ -90,7 +104,7 @@ def median(runs, key):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
-    parser.add_argument("--rounds", type=int, default=3, help="round trips (each: one virsh, one module run)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (in each, every tool moves the guest once each way)")
     parser.add_argument("--hosts", nargs=2, default=["hv1", "hv2"])
     parser.add_argument("--memory", type=int, default=256, help="guest memory, MiB")
     parser.add_argument("--dirty-mib", type=int, default=0, help="MiB the guest keeps rewriting (0: idle)")
@@ -110,30 +124,31 @@ def main():
         wait_for(lambda: heartbeats(a, name), 60, "the guest to boot")
         # Warm-up: one move each way, not counted (first TLS handshakes, page cache).
         runs_warm = [virsh_migrate(a, b, name), module_migrate(b, a, name)]
+        tools = (virsh_migrate, virsh_hand_over, module_migrate)
         for _round in range(args.rounds):
-            # A -> B -> A -> B -> A: each tool moves the guest both ways, and each goes first once.
-            runs.append(with_client(virsh_migrate, a, b, name))
-            runs.append(with_client(module_migrate, b, a, name))
-            runs.append(with_client(module_migrate, a, b, name))
-            runs.append(with_client(virsh_migrate, b, a, name))
+            # The guest goes A -> B -> A ... : each tool moves it once each way per round.
+            for index in range(2 * len(tools)):
+                here, there = (a, b) if index % 2 == 0 else (b, a)
+                runs.append(with_client(tools[index % len(tools)], here, there, name))
     finally:
         remove_guest(name)
 
-    virsh_runs = [r for r in runs if r["tool"] == "virsh"]
-    module_runs = [r for r in runs if r["tool"] == "module"]
+    def medians(tool):
+        mine = [r for r in runs if r["tool"] == tool]
+        return dict(runs=len(mine), wall_s=median(mine, "wall_s"), on_host_s=median(mine, "on_host_s"),
+                    job_total_ms=median(mine, "total_ms"), downtime_ms=median(mine, "downtime_ms"),
+                    client_downtime_ms=median(mine, "client_downtime_ms"))
+
     summary = dict(
         guest_memory_mib=args.memory,
         guest_dirty_mib=args.dirty_mib,
-        client_connections_broken=[r["client_connection"] for r in runs if r["client_connection"] != "survived"],
-        runs_per_tool=len(virsh_runs),
+        client_connections_broken=[(r["tool"], r["client_connection"]) for r in runs
+                                   if r["client_connection"] != "survived"],
         virsh_flags=VIRSH_FLAGS,
-        module_flags=module_runs[0]["flags"],
-        virsh=dict(wall_s=median(virsh_runs, "wall_s"), on_host_s=median(virsh_runs, "on_host_s"),
-                   job_total_ms=median(virsh_runs, "total_ms"), downtime_ms=median(virsh_runs, "downtime_ms"),
-                   client_downtime_ms=median(virsh_runs, "client_downtime_ms")),
-        module=dict(wall_s=median(module_runs, "wall_s"), on_host_s=median(module_runs, "on_host_s"),
-                    job_total_ms=median(module_runs, "total_ms"), downtime_ms=median(module_runs, "downtime_ms"),
-                    client_downtime_ms=median(module_runs, "client_downtime_ms")),
+        module_flags=[r for r in runs if r["tool"] == "module"][0]["flags"],
+        virsh=medians("virsh"),
+        hand_over=medians("virsh+resume"),
+        module=medians("module"),
     )
     summary["ratio_end_to_end"] = round(summary["module"]["wall_s"] / summary["virsh"]["wall_s"], 2)
     summary["ratio_on_host"] = round(summary["module"]["on_host_s"] / summary["virsh"]["on_host_s"], 2)

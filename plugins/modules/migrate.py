@@ -32,12 +32,6 @@ description:
     memory, and fails with every blocker found and nothing changed.
   - A failed pre-copy live migration leaves the domain running on the source, with the destination cleaned
     up, and the module fails with what happened and where the domain is now (RV(where)).
-  - A pre-copy migration hands the guest over - it arrives paused (C(VIR_MIGRATE_PAUSED)) and the module resumes
-    it on the destination once the source has let go - so that it never runs on two hosts. libvirt's source can
-    give up a migration whose last call (Finish) reached the destination only later (their connection lost for
-    longer than libvirt's keepalive, then back) and resume its own copy; the copy the destination completed then
-    stays paused, and the module removes it (now, or when the task runs again). The hand-over costs the time of
-    one call to the destination in downtime. With post-copy permitted, libvirt resumes the destination itself.
   - A failed post-copy migration cannot be rolled back - the guest cannot run on either host until it is resumed.
     A post-copy migration that sends nothing for 30 s (a broken link, a dead peer) is paused
     (C(VIR_DOMAIN_ABORT_JOB_POSTCOPY)) so that it can be resumed later instead of hanging. The module then tries
@@ -247,7 +241,7 @@ plan:
       type: list
       elements: str
       returned: always
-      sample: [PEER2PEER, LIVE, ABORT_ON_ERROR, TLS, UNDEFINE_SOURCE, PAUSED]
+      sample: [PEER2PEER, LIVE, ABORT_ON_ERROR, TLS, UNDEFINE_SOURCE]
     parameters:
       description: The typed migration parameters, by their libvirt names.
       type: dict
@@ -396,10 +390,8 @@ cold:
       elements: str
       returned: always
 finished:
-  description:
-    - The steps taken to finish a half-done move (RV(operation=finish)), or to clear the destination before a
-      move (a paused copy that an earlier migration's cancelled hand-over left there).
-  returned: when operation is finish, or a leftover copy was removed first
+  description: The steps taken to finish a half-done move (RV(operation=finish)).
+  returned: when operation is finish
   type: list
   elements: str
 state:

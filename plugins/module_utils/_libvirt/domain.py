@@ -28,7 +28,6 @@ STATE_NAMES = {
 }
 RUNNING, PAUSED, SHUTOFF = 1, 3, 5
 # virDomainPausedReason / virDomainRunningReason values that matter for migration.
-PAUSED_USER = 1
 PAUSED_MIGRATION = 2
 PAUSED_POSTCOPY = 12
 PAUSED_POSTCOPY_FAILED = 13
@@ -74,20 +73,6 @@ class DomainState(object):
     def incoming_migration(self):
         """Paused on a destination while a migration streams into it."""
         return self.state == PAUSED and self.reason in (PAUSED_MIGRATION, PAUSED_POSTCOPY)
-
-    def leftover_of_handover(self, source):
-        """Whether this destination copy is one a cancelled hand-over left behind, ``source`` being
-        the domain's state on the source (or None).
-
-        A pre-copy migration arrives paused (VIR_MIGRATE_PAUSED) and is resumed only once the
-        source has let go. When the source gives the migration up after its Finish call was sent
-        (its connection to the destination lost to keepalive), it resumes its own copy, and libvirt
-        on the destination may still complete that Finish later: the copy there stays paused and
-        transient. With the guest running on the source, that copy never ran and holds nothing
-        the source does not: it is removed, never resumed.
-        """
-        return (source is not None and source.state == RUNNING and self.state == PAUSED
-                and self.reason == PAUSED_USER and not self.persistent)
 
     def describe(self):
         text = self.state_name

@@ -229,9 +229,6 @@ class LiveMigration(object):
     def _success(self, controller, runner, was_running, definition):
         task = self.task
         task.dst_dom = task.dst.domain(task.src_dom.UUIDString())
-        # Resume first: until then the guest is down (the hand-over), and defining it can wait.
-        if was_running and task.dst_dom is not None:
-            self._hand_over(controller)
         if definition is not None and task.dst_dom is not None:
             task.persist_on_destination(definition, "the live migration")
         completed = None
@@ -242,24 +239,11 @@ class LiveMigration(object):
         out["timings"]["migration_s"] = round(runner.elapsed, 3)
         out["timings"]["module_s"] = round(time.monotonic() - task.started, 3)
         out["completed_by"] = controller.completed_by
-        return out
-
-    def _hand_over(self, controller):
-        """The source has let go: resume the guest that arrived paused (VIR_MIGRATE_PAUSED, or
-        paused by the module at the timeout). A failure says where the guest is and how to go on."""
-        task = self.task
-        try:
+        if controller.phase == "paused" and was_running and task.dst_dom is not None:
             dst_state = state_of(task.dst_dom, task.dst.name)
             if dst_state is not None and dst_state.state == PAUSED:
-                call("resuming the guest on %s" % task.dst.name, task.dst_dom.resume)
-        except LibvirtError as err:
-            where, where_text = task.where_now()
-            raise MigrationFailed(
-                "live migration of %s to %s completed, but resuming the guest there failed: %s. It is paused on %s "
-                "and no longer on %s: run 'virsh resume %s' on %s. Where the domain is now: %s." % (
-                    task.request.name, task.dst.name, err.msg, task.dst.name, task.src.name, task.request.name,
-                    task.dst.name, where_text),
-                changed=True, where=where, escalations=controller.escalations) from None
+                call("resuming the guest on %s after the paused migration" % task.dst.name, task.dst_dom.resume)
+        return out
 
     def _fail_precopy(self, error, controller, runner, was_running, states):
         """``states``: both hosts' states, read by read_each() after the failure. A host that could
@@ -270,11 +254,9 @@ class LiveMigration(object):
         if src_state is not None and src_state.state == PAUSED and controller.phase == "paused" and was_running:
             call("resuming the guest on %s" % task.src.name, task.src_dom.resume)
             notes.append("resumed the guest on %s (the module had paused it at the timeout)" % task.src.name)
-        if dst_state is not None and src_state is not None and src_state.active and (
-                dst_state.incoming_migration or dst_state.leftover_of_handover(src_state)):
-            task.remove_leftover()
-            notes.append("removed the %s domain left on %s" % (
-                "incoming" if dst_state.incoming_migration else "paused (hand-over cancelled)", task.dst.name))
+        if dst_state is not None and src_state is not None and src_state.active and dst_state.incoming_migration:
+            call("removing the half-migrated domain from %s" % task.dst.name, task.dst_dom.destroy)
+            notes.append("removed the incoming domain left on %s" % task.dst.name)
         aborted = any(e["step"] == "abort" for e in controller.escalations)
         progress = describe_progress(runner.last) if runner.last is not None else "no progress recorded"
         what = "aborted at the timeout (%s s, timeout_action=abort)" % self.plan.timeout if aborted else "failed"
@@ -350,8 +332,7 @@ class LiveMigration(object):
         attempts are repeated every RESUME_RETRY_S while the source still waits for recovery.
         Each call runs in a worker thread: one still running at the deadline is left to libvirt.
         """
-        # Not PAUSED (the hand-over of pre-copy): the guest already runs on the destination.
-        names = [name for name in self.plan.flag_names if name != "PAUSED"]
+        names = list(self.plan.flag_names)
         if "POSTCOPY" not in names:
             names.append("POSTCOPY")
         value = flags("VIR_MIGRATE_", names) | resume_flag

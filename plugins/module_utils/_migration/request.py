@@ -45,8 +45,6 @@ LIVE = "live"
 COLD = "cold"
 RESUME_POSTCOPY = "resume_postcopy"
 FINISH = "finish"
-# A step before a LIVE or COLD move: destroy the destination's leftover of a cancelled hand-over.
-REMOVE_LEFTOVER = "remove_destination_leftover"
 
 # The migrate module's options (beside the common connection options): the shared ones as
 # _options declares them, then those only this module has.
@@ -137,7 +135,7 @@ class MigrationRequest(object):
 
 
 class Decision(object):
-    """What the module does, and why; ``steps`` for FINISH (or REMOVE_LEFTOVER before a move)."""
+    """What the module does, and why; ``steps`` for FINISH."""
 
     def __init__(self, action, reason, mode=None, steps=(), warnings=()):
         self.action = action
@@ -179,11 +177,6 @@ def decide(request_mode, persistent, src, dst, src_name="the source", dst_name="
                                      dst_name, dst.describe() if dst else "absent"))
     if src is None:
         return _on_destination_only(persistent, dst, dst_name, request_mode)
-    if dst is not None and dst.leftover_of_handover(src):
-        return Decision(COLD if request_mode == "cold" else LIVE,
-                        "the domain runs on %s; %s holds a paused copy that an earlier migration's cancelled "
-                        "hand-over left behind: it is removed first" % (src_name, dst_name),
-                        mode="cold" if request_mode == "cold" else "live", steps=[REMOVE_LEFTOVER])
     if dst is not None and dst.active:
         if src.active:
             raise DomainStateError("the domain runs on both %s and %s: refusing to guess which one is right"
@@ -240,12 +233,6 @@ def live_flags(request, copy_targets):
         names.append("AUTO_CONVERGE")
     if request.policy.postcopy_flag:
         names.append("POSTCOPY")
-    else:
-        # The hand-over: the guest arrives paused and the module resumes it once the source has
-        # let go (LiveMigration). Without it, a Finish call that libvirt on the source gave up on
-        # (keepalive) but the destination still completed later would leave the guest running on
-        # both hosts. Post-copy cannot wait so: libvirt resumes the destination at the switch.
-        names.append("PAUSED")
     if request.parallel_connections:
         names.append("PARALLEL")
     if request.compression:

@@ -39,7 +39,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._migration.reque
     LIVE,
     MIGRATE_ARGUMENT_SPEC,
     NONE,
-    REMOVE_LEFTOVER,
     RESUME_POSTCOPY,
     MigrationRequest,
     decide,
@@ -259,9 +258,6 @@ class MigrateTask(object):
             result["state"] = before
             result["diff"] = dict(before=before, after=self._predicted_after(decision, src_state, dst_state))
             return result
-        if REMOVE_LEFTOVER in decision.steps:
-            self.remove_leftover()
-            result["finished"] = ["removed the paused copy left on %s by a cancelled hand-over" % self.dst.name]
         if decision.action == LIVE:
             result.update(LiveMigration(self, plan).run())
         elif decision.action == COLD:
@@ -304,12 +300,6 @@ class MigrateTask(object):
             self.warn("after the migration: " + problem)
 
     # --- finishing a half-done move --------------------------------------------------
-
-    def remove_leftover(self):
-        """Destroy the destination's copy of the domain that a migration left there while the
-        guest runs on the source (an incoming one, or the paused leftover of a cancelled
-        hand-over: see DomainState.leftover_of_handover). Transient, so destroying removes it."""
-        call("removing the copy of the domain left on %s" % self.dst.name, self.dst_dom.destroy)
 
     def persistent_definition(self, src_state):
         """The source's definition to make persistent on the destination after the move.

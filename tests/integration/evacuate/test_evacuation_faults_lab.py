@@ -5,16 +5,19 @@ network carries the controller's SSH to the host and libvirt's own connection fr
 each destination (qemu+tls://hvN, the control half of a peer-to-peer migration). The migration
 streams and the guests' own network are separate links, and are left alone.
 
-Found with this test (issue 11): when the cut outlasts libvirt's keepalive on the source's
-connection to the destination (qemu.conf keepalive_interval 5 s x keepalive_count 5) while the
-migration stream completes, the source's Finish call can reach the destination once the network is
-healed, while the source, whose keepalive has already closed that connection, confirms the migration
-as cancelled and resumes its own copy ("running (migration canceled)"). Before the migrate module
-handed guests over paused (VIR_MIGRATE_PAUSED, resumed by the module once the source has let go), the
-destination then resumed its copy too ("running (migrated)"), and the guest ran on two hosts:
-reproduced 4 of 4 times on the lab (QEMU 7.2, libvirt 9.0). Now the destination's copy stays paused
-and the module removes it; this test checks that no host is left holding a paused copy either.
-Run by make test-faults only.
+Found with this test, and not fixed (issue 11's note): when the cut outlasts libvirt's keepalive on
+the source's connection to the destination (qemu.conf keepalive_interval 5 s x keepalive_count 5)
+while the migration stream completes, the source's Finish call can reach the destination once the
+network is healed, and the destination resumes the guest ("running (migrated)"), while the source,
+whose keepalive has already closed that connection, confirms the migration as cancelled and resumes
+its own copy ("running (migration canceled)"). The guest then runs on two hosts. The migrate module
+and the evacuation report it ("runs on both ...: refusing to guess which one is right") and leave
+both copies running. Reproduced 4 of 4 times on the lab (QEMU 7.2, libvirt 9.0). A hand-over
+(VIR_MIGRATE_PAUSED, the guest resumed by the module once the source has let go, and the paused
+leftover removed) made it pass 3 of 3 times, but left guests paused whenever the module itself was
+killed mid-migration (libvirt completes the move and nobody resumes it), so it was not kept. Until the
+collection prevents it, the test is an expected failure (strict: it fails the run once it passes),
+run by make test-faults only.
 
 Outcomes come from virsh on every host (an independent watcher polls them all; a poll in which the
 cut host could not be listed is no evidence either way), the guests' own memory checks, and a
@@ -30,7 +33,7 @@ import pytest
 from conftest import (assert_connections_survived, assert_intact_after_live_migration, heartbeats,
                       held_connections, labctl, ssh, wait_for)
 from evacuate_helpers import MAINTENANCE_REASON, clean_host_state, failure_messages, guest, journal, run_playbook
-from watch import Watcher, jobs_command, list_every_host, placement_of
+from watch import Watcher, jobs_command, placement_of
 
 SOURCE = "hv1"
 EVACUATION_ID = "fx-mgmt-cut"
@@ -68,6 +71,8 @@ def guests(lab):
 
 
 @pytest.mark.skipif(os.environ.get("VIRTOPS_FAULTS") != "all", reason="make test-faults (VIRTOPS_FAULTS=all) runs it")
+@pytest.mark.xfail(strict=True, reason="libvirt resumes the source after a Finish lost to its keepalive, while the "
+                                       "destination runs the guest too: split brain, not prevented yet (issue 11)")
 def test_the_sources_management_network_cut_mid_evacuation_loses_nothing(guests, tmp_path):
     names = guests
     watcher = Watcher(names)
@@ -105,7 +110,7 @@ def test_the_sources_management_network_cut_mid_evacuation_loses_nothing(guests,
           "placement %s; watcher %d polls, %d host errors" % (
               CUT_S, cut.get("at", started) - started, rc, wall, now, watcher.polls, len(watcher.errors)))
     for name, text in sorted(notes.items()):
-        print("%s: %s" % (name, text))
+        print("%s: %s" % (name, [n[:300] for n in text or []]))
 
     assert "healed" in cut, "the management network was never cut: the moves did not start"
     assert not watcher.violations, watcher.violations
@@ -113,10 +118,6 @@ def test_the_sources_management_network_cut_mid_evacuation_loses_nothing(guests,
         running, persistent = now.get(name, ([], []))
         assert len(running) == 1 and running == persistent, "%s runs on %s, persistent on %s" % (
             name, running, persistent)
-    listings, errors = list_every_host()
-    assert not errors, errors
-    leftovers = sorted((host, name) for host, listing in listings.items() for name in listing[1] if name in names)
-    assert not leftovers, "paused copies left behind (host, guest): %s" % leftovers
     downtime = assert_connections_survived(clients, dict((n, now[n][0][0]) for n in names))
     print("client-observed downtime (ms): %s" % downtime)
     # The controller waits out the cut on its open SSH connection, the moves libvirt lost with its

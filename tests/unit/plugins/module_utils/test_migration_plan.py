@@ -95,14 +95,12 @@ def test_default_timeout_scales_with_what_moves():
 
 def test_live_flags_default():
     # No PERSIST_DEST: the module defines the domain on the destination once the source let it go.
-    # PAUSED: the hand-over; the module resumes the guest on the destination once the source let it go.
-    assert live_flags(request(), []) == ["PEER2PEER", "LIVE", "ABORT_ON_ERROR", "TLS", "UNDEFINE_SOURCE", "PAUSED"]
+    assert live_flags(request(), []) == ["PEER2PEER", "LIVE", "ABORT_ON_ERROR", "TLS", "UNDEFINE_SOURCE"]
 
 
 def test_live_flags_everything():
     r = request(persistent=False, auto_converge=True, postcopy="permit", parallel_connections=4,
                 compression=["xbzrle"], copy_storage="incremental")
-    # Post-copy permitted: no hand-over (libvirt resumes the destination at the switch).
     assert live_flags(r, ["vda"]) == ["PEER2PEER", "LIVE", "ABORT_ON_ERROR", "TLS", "AUTO_CONVERGE", "POSTCOPY",
                                       "PARALLEL", "COMPRESSED", "NON_SHARED_INC"]
     assert "NON_SHARED_DISK" in live_flags(request(copy_storage="all"), ["vda"])

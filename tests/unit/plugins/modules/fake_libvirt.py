@@ -37,7 +37,7 @@ class Scenario(object):
 
     def __init__(self, complete=lambda job: job.polls >= 3, fail=None, remaining_mib=128, bps_mib=50,
                  postcopy_fail=None, resume_ok=True, shutdown_ok=True, postcopy_stall=False, hang_after_pause=False,
-                 ignore_abort=False, fail_after_arrival=None, stats_hang=False, finish_lost=None):
+                 ignore_abort=False, fail_after_arrival=None, stats_hang=False):
         self.complete = complete
         self.fail = fail
         self.remaining_mib = remaining_mib
@@ -52,9 +52,6 @@ class Scenario(object):
         self.fail_after_arrival = fail_after_arrival
         # The job's statistics are not answered while this is true (QEMU's monitor stopped answering).
         self.stats_hang = stats_hang
-        # libvirt's source gave the migration up after its Finish call (keepalive), resumed its own
-        # copy and reports this error, while the destination completed that Finish later.
-        self.finish_lost = finish_lost
 
 
 class Job(object):
@@ -253,25 +250,12 @@ class FakeDomain(object):
                     break
         finally:
             self.job = None
-        if scenario.finish_lost:
-            self._finish_on(dest, flags, job)
-            self.st, self.reason = libvirt.VIR_DOMAIN_RUNNING, 3  # running (migration canceled)
-            raise error(libvirt.VIR_ERR_OPERATION_FAILED, scenario.finish_lost)
         self._arrive(dest, flags, job)
         if scenario.fail_after_arrival:
             raise error(libvirt.VIR_ERR_OPERATION_FAILED, scenario.fail_after_arrival)
         return 0
 
     def _arrive(self, dest, flags, job):
-        self._finish_on(dest, flags, job)
-        if flags & libvirt.VIR_MIGRATE_UNDEFINE_SOURCE or not self.persistent:
-            del self.host.domains[self.uuid]
-        else:
-            self.st = libvirt.VIR_DOMAIN_SHUTOFF
-        return 0
-
-    def _finish_on(self, dest, flags, job):
-        """The destination's side of the migration (libvirt's Finish): the domain is there."""
         arrived = FakeDomain(dest, self._name, self.uuid, state=self.st if self.st != libvirt.VIR_DOMAIN_SHUTOFF
                              else libvirt.VIR_DOMAIN_SHUTOFF,
                              persistent=bool(flags & libvirt.VIR_MIGRATE_PERSIST_DEST), disks="")
@@ -282,9 +266,12 @@ class FakeDomain(object):
             arrived.completed = {"type": libvirt.VIR_DOMAIN_JOB_COMPLETED, "time_elapsed": 1234, "downtime": 42,
                                  "setup_time": 10, "memory_processed": 300 * MIB, "data_processed": 300 * MIB,
                                  "memory_total": 256 * MIB, "memory_iteration": job.iteration}
-        if job is not None and flags & libvirt.VIR_MIGRATE_PAUSED:
-            arrived.st, arrived.reason = libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_USER
         dest.domains[self.uuid] = arrived
+        if flags & libvirt.VIR_MIGRATE_UNDEFINE_SOURCE or not self.persistent:
+            del self.host.domains[self.uuid]
+        else:
+            self.st = libvirt.VIR_DOMAIN_SHUTOFF
+        return 0
 
 
 class FakePool(object):

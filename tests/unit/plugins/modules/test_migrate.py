@@ -18,7 +18,6 @@ pytest.importorskip("libvirt")
 import libvirt  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-import fake_libvirt as _fake  # noqa: E402
 from fake_libvirt import LOCAL_DISK, FakeConn, Scenario, World, error  # noqa: E402
 
 from ansible_collections.virtops.migration.plugins.module_utils._migration import escalation as _escalation  # noqa: E402
@@ -91,72 +90,6 @@ def test_failed_define_after_a_live_move_says_where_the_domain_runs(run, monkeyp
     assert where(world) == {"hv2": (RUNNING, True)}
 
 
-def test_a_live_move_hands_the_guest_over_paused_and_resumes_it_once_the_source_let_go(run, monkeypatch):
-    world = World()
-    world.hv1.add("mig-a", UUID)
-    seen = []
-
-    def resume(dom):
-        seen.append(where(world))
-        dom.calls.append("resume")
-        dom.st, dom.reason = RUNNING, 1
-
-    monkeypatch.setattr(_fake.FakeDomain, "resume", resume)
-    out = run(world)
-    assert out["rc"] == 0, out.get("msg")
-    assert libvirt.VIR_MIGRATE_PAUSED & world.migrations[0]["flags"]
-    # Resumed while the source no longer held it, and before the definition (downtime first).
-    assert seen == [{"hv2": (PAUSED, False)}]
-    assert where(world) == {"hv2": (RUNNING, True)}
-
-
-def test_no_hand_over_when_post_copy_is_permitted(run):
-    world = World()
-    world.hv1.add("mig-a", UUID)
-    out = run(world, postcopy="permit")
-    assert out["rc"] == 0, out.get("msg")
-    assert not libvirt.VIR_MIGRATE_PAUSED & world.migrations[0]["flags"]
-    assert "resume" not in world.hv2.domains[UUID].calls
-    assert where(world) == {"hv2": (RUNNING, True)}
-
-
-def test_a_cancelled_hand_over_leaves_the_guest_on_the_source_only(run):
-    # libvirt's source gave up its Finish call (keepalive) and resumed its copy; the destination
-    # completed that Finish later and holds a paused, transient copy: it is removed, never resumed.
-    world = World(Scenario(finish_lost="internal error: client socket is closed"))
-    world.hv1.add("mig-a", UUID)
-    out = run(world)
-    assert out["rc"] == 1 and out["changed"]
-    assert "client socket is closed" in out["msg"], out["msg"]
-    assert "removed the paused (hand-over cancelled) domain left on hv2" in out["msg"], out["msg"]
-    assert where(world) == {"hv1": (RUNNING, True)}
-
-
-def test_a_leftover_of_a_cancelled_hand_over_is_removed_before_the_next_move(run):
-    world = World()
-    world.hv1.add("mig-a", UUID)
-    leftover = world.hv2.add("mig-a", UUID, state=PAUSED, persistent=False)
-    leftover.reason = libvirt.VIR_DOMAIN_PAUSED_USER
-    check = run(world, check_mode=True)
-    assert check["rc"] == 0 and check["operation"] == "live" and "cancelled hand-over" in check["reason"], check
-    assert "destroy" not in leftover.calls
-    out = run(world)
-    assert out["rc"] == 0, out.get("msg")
-    assert leftover.calls == ["destroy"]
-    assert out["finished"] == ["removed the paused copy left on hv2 by a cancelled hand-over"]
-    assert where(world) == {"hv2": (RUNNING, True)}
-
-
-def test_a_guest_paused_on_the_destination_with_the_source_running_is_not_taken_for_a_leftover(run):
-    # Persistent there: not what a hand-over leaves (the module defines the domain only after it).
-    world = World()
-    world.hv1.add("mig-a", UUID)
-    world.hv2.add("mig-a", UUID, state=PAUSED, persistent=True).reason = libvirt.VIR_DOMAIN_PAUSED_USER
-    out = run(world)
-    assert out["rc"] == 1 and "runs on both" in out["msg"], out
-    assert where(world) == {"hv1": (RUNNING, True), "hv2": (PAUSED, True)}
-
-
 def warnings(out):
     """Warning texts (ansible-core 2.19 returns them as structured summaries)."""
     texts = []
@@ -184,7 +117,7 @@ def test_four_runs_live(run):
     world.hv1.add("mig-a", UUID)
     check = run(world, check_mode=True)
     assert check["rc"] == 0 and check["changed"] and check["operation"] == "live"
-    assert check["plan"]["flags"] == ["PEER2PEER", "LIVE", "ABORT_ON_ERROR", "TLS", "UNDEFINE_SOURCE", "PAUSED"]
+    assert check["plan"]["flags"] == ["PEER2PEER", "LIVE", "ABORT_ON_ERROR", "TLS", "UNDEFINE_SOURCE"]
     assert {c["name"] for c in check["checks"]} >= {"destination_reachable", "domain_present", "cpu", "storage"}
     assert check["diff"]["after"]["destination"]["present"] and not check["diff"]["after"]["source"]["present"]
     assert world.migrations == [] and where(world) == {"hv1": (RUNNING, True)}
