@@ -16,7 +16,8 @@ description:
     C(localhost)), needs no libvirt, and check mode behaves exactly as a normal run.
   - Exactly one of O(evacuation) and O(restore) is required.
   - After an evacuation (O(evacuation)) - every domain the evacuation moved (status C(moved)) is no longer defined on
-    O(source), is on its destination, runs there when it ran before, and is persistent there; every domain it shut down
+    O(source), is on its destination, runs there when it ran before, is persistent there, and is active on no other
+    host of O(hosts) (a domain of another UUID that only shares the name does not count); every domain it shut down
     in place is shut off on O(source); a domain that ran before and is paused where it went is not done. With O(empty),
     no other domain is left on O(source); with O(empty_pattern), no other domain whose name it matches.
   - After a restore (O(restore)) - the problems the restore plan found are kept, every failed attempt of O(moved) and

@@ -80,9 +80,11 @@ def evacuation_problems(source, records, facts, empty=False, empty_pattern=None)
             elif not there[0].get("persistent"):
                 problems.append("%s is not persistent on %s" % (name, rec.get("destination")))
             for host in sorted(set(facts) - set([source, rec.get("destination")])):
-                # A copy a migration left behind (a cancelled hand-over's, paused) counts too.
+                # A copy left on a third host (a guest running on two hosts, a paused leftover of a
+                # migration) counts too; another domain that only shares the name (its UUID differs) does not.
                 for dom in _named(facts, host, name):
-                    if dom.get("state") != SHUTOFF:
+                    same = not rec.get("uuid") or not dom.get("uuid") or dom["uuid"] == rec["uuid"]
+                    if same and dom.get("state") != SHUTOFF:
                         problems.append("%s is also %s on %s" % (name, dom.get("state"), host))
         elif rec["status"] == SHUT_DOWN:
             mine = _named(facts, source, name)

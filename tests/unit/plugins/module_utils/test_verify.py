@@ -43,10 +43,14 @@ def test_a_clean_evacuation_has_no_problems():
     (facts(hv1=[dom("s", "shutoff")]), rec("s", "shut_down"), []),
     (facts(hv1=[]), rec("s", "shut_down"), []),
     (facts(hv1=[dom("f")]), rec("f", "failed", "hv2"), []),
-    # a copy left active on another host (a cancelled hand-over's, paused and transient); shut off there is fine
+    # a copy left active on a third host (running there too, or paused); shut off there is fine
     (facts(hv1=[], hv2=[dom("a")], hv3=[dom("a", "paused", persistent=False)]), rec("a", "moved", "hv2"),
      ["a is also paused on hv3"]),
+    (facts(hv1=[], hv2=[dom("a")], hv3=[dict(dom("a"), uuid="u1")]), dict(rec("a", "moved", "hv2"), uuid="u1"),
+     ["a is also running on hv3"]),
     (facts(hv1=[], hv2=[dom("a")], hv3=[dom("a", "shutoff")]), rec("a", "moved", "hv2"), []),
+    # another domain that only shares the name
+    (facts(hv1=[], hv2=[dom("a")], hv3=[dict(dom("a"), uuid="u2")]), dict(rec("a", "moved", "hv2"), uuid="u1"), []),
 ])
 def test_evacuation_problems(after, record, problems):
     assert evacuation_problems("hv1", [record], after) == problems
